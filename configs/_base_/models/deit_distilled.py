@@ -1,0 +1,12 @@
+# DeiT-Ti with the distillation token and hard distillation from RegNetY-16GF
+# (timm 'regnety_160'; DeiT's teacher weights: https://dl.fbaipublicfiles.com/deit/regnety_160-a5fe301d.pth).
+model = dict(
+    type='Distiller',
+    model=dict(type='DeiT', arch='tiny', distilled=True, img_size=224, patch_size=16,
+               num_classes=1000, drop_path_rate=0.1),
+    teacher=dict(type='Teacher', model='timm:regnety_160',
+                 checkpoint='checkpoints/regnety_160-a5fe301d.pth', channels_last=True),
+    criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=0.1),
+    distill_loss=dict(type='HardDistillLoss'),
+    alpha=0.5,
+)

@@ -1,0 +1,14 @@
+"""kdzoo: registry-based, config-driven knowledge distillation for vision transformers."""
+from . import compat  # noqa: F401  (before anything loads a checkpoint)
+from .version import __version__  # noqa: F401
+
+
+def _register_all():
+    # Child registries look up their parents' entries without importing them, so
+    # mmpretrain's components (transforms, preprocessors, samplers) are imported here.
+    from mmpretrain.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    from . import datasets, engine, evaluation, losses, models  # noqa: F401
+
+
+_register_all()

@@ -1,0 +1,3 @@
+from .image_folder import ImageFolderSubset
+
+__all__ = ['ImageFolderSubset']

@@ -1,0 +1,28 @@
+"""bf16 mixed precision on CPU and GPU."""
+from contextlib import contextmanager
+
+import torch
+from mmengine.optim import OptimWrapper
+
+from kdzoo.registry import OPTIM_WRAPPERS
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(OptimWrapper):
+    """Runs forward passes under ``torch.autocast`` on whatever device the model is on.
+
+    mmengine's AmpOptimWrapper refuses the CPU; bf16 needs no loss scaling, so a plain
+    autocast context is all that mixed precision takes here.
+    """
+
+    def __init__(self, *args, dtype='bfloat16', **kwargs):
+        super().__init__(*args, **kwargs)
+        if dtype not in ('bfloat16', 'float16'):
+            raise ValueError(f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
+        self.dtype = getattr(torch, dtype)
+
+    @contextmanager
+    def optim_context(self, model):
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), torch.autocast(device_type=device, dtype=self.dtype):
+            yield

@@ -1,0 +1,28 @@
+"""DistributedDataParallel for distillers, on GPU or CPU."""
+import torch
+from mmengine.model import MMDistributedDataParallel
+
+from kdzoo.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class DistillerDDP(MMDistributedDataParallel):
+    """MMDistributedDataParallel that works on CPU (gloo) and leaves the teacher alone.
+
+    On CPU no ``device_ids`` are passed (DDP rejects them for CPU modules). The teacher's
+    parameters and buffers are excluded from DDP: they are never broadcast or
+    all-reduced, since every rank loads the same frozen weights.
+    """
+
+    def __init__(self, module, detect_anomalous_params=False, broadcast_buffers=False,
+                 **kwargs):
+        if not torch.cuda.is_available() or next(module.parameters()).device.type == 'cpu':
+            kwargs.pop('device_ids', None)
+            kwargs.pop('output_device', None)
+        teacher = getattr(module, 'teacher', None)
+        if teacher is not None:
+            names = [f'teacher.{n}' for n, _ in teacher.named_parameters()]
+            names += [f'teacher.{n}' for n, _ in teacher.named_buffers()]
+            self._set_params_and_buffers_to_ignore_for_model(module, names)
+        super().__init__(module=module, detect_anomalous_params=detect_anomalous_params,
+                         broadcast_buffers=broadcast_buffers, **kwargs)

@@ -1,0 +1,3 @@
+from .heads_accuracy import HeadsAccuracy
+
+__all__ = ['HeadsAccuracy']

@@ -1,0 +1,124 @@
+"""The frozen teacher of a distillation run."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+
+from kdzoo.registry import MODELS
+from .checkpoint import load_state_dict_file, resolve_checkpoint
+
+SOURCES = ('timm', 'torchvision', 'mmpretrain')
+
+
+def build_classifier(model, num_classes=None):
+    """Build a classifier from 'timm:NAME', 'torchvision:NAME', 'mmpretrain:NAME' or a config
+    dict of any model registered in kdzoo (or mmpretrain) without pretrained weights."""
+    if isinstance(model, dict):
+        cfg = dict(model)
+        if num_classes is not None:
+            cfg.setdefault('num_classes', num_classes)
+        return MODELS.build(cfg)
+    if not isinstance(model, str) or ':' not in model:
+        raise ValueError(f'teacher model {model!r} must be a config dict or "SOURCE:NAME" '
+                         f'with SOURCE one of {SOURCES}')
+    source, name = model.split(':', 1)
+    kwargs = {} if num_classes is None else dict(num_classes=num_classes)
+    if source == 'timm':
+        import timm
+        if not timm.is_model(name):
+            raise ValueError(f'timm has no model {name!r}')
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if source == 'torchvision':
+        import torchvision
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+    if source == 'mmpretrain':
+        from mmpretrain import get_model
+        head = {} if num_classes is None else dict(head=dict(num_classes=num_classes))
+        return get_model(name, pretrained=False, **head)
+    raise ValueError(f'unknown teacher source {source!r}; choose one of {SOURCES}')
+
+
+@MODELS.register_module()
+class Teacher(nn.Module):
+    """A frozen classifier that supplies the distillation targets.
+
+    It never receives gradients, stays in eval mode whatever ``train()`` is called with,
+    and adapts the student's input to its own: the batch is un-normalised with the
+    student's mean/std and normalised with the teacher's, then resized to ``img_size``.
+
+    Args:
+        model: 'timm:regnety_160', 'torchvision:resnet50', 'mmpretrain:NAME' or a config dict.
+        checkpoint: weights to load (timm, torchvision or mmengine format), or an
+            mmengine work dir, meaning the last checkpoint saved there.
+        num_classes: class count to build the model with (default: the model's own).
+        mean, std: the teacher's input normalisation (0-255 scale); None keeps the student's.
+        img_size: the teacher's input resolution; None keeps the student's.
+        bf16: run the teacher under bf16 autocast.
+        channels_last: run a CNN teacher in channels-last memory format.
+    """
+
+    def __init__(self, model, checkpoint=None, num_classes=None, mean=None, std=None,
+                 img_size=None, bf16=False, channels_last=False):
+        super().__init__()
+        if checkpoint is not None:
+            checkpoint = resolve_checkpoint(checkpoint)
+        self.model = build_classifier(model, num_classes)
+        if checkpoint is not None:
+            missing, unexpected = self.model.load_state_dict(load_state_dict_file(checkpoint),
+                                                             strict=False)
+            if missing or unexpected:
+                raise RuntimeError(f'teacher checkpoint {checkpoint!r} does not match the model: '
+                                   f'missing {missing[:5]}, unexpected {unexpected[:5]}')
+            MMLogger.get_current_instance().info(f'teacher weights loaded from {checkpoint}')
+        self.checkpoint = checkpoint
+        self.bf16 = bf16
+        self.channels_last = channels_last
+        self.img_size = img_size
+        self.mean = mean
+        self.std = std
+        self.model.requires_grad_(False)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        super().train(False)
+
+    def train(self, mode=True):
+        # The teacher's BatchNorm statistics and dropout must not change during distillation.
+        return super().train(False)
+
+    def init_weights(self):
+        # The runner's weight initialisation must not overwrite the loaded checkpoint.
+        pass
+
+    @torch.no_grad()
+    def num_classes(self, in_chans=3, size=None):
+        """Number of output classes (from the model's attribute, else one dry forward)."""
+        n = getattr(self.model, 'num_classes', None)
+        if isinstance(n, int):
+            return n
+        size = self.img_size or size or 224
+        param = next(self.model.parameters())
+        return self.model(torch.zeros(1, in_chans, size, size, device=param.device)).shape[-1]
+
+    def adapt_input(self, x, student_mean, student_std):
+        if self.mean is not None or self.std is not None:
+            s_mean = torch.as_tensor(student_mean, device=x.device).view(1, -1, 1, 1)
+            s_std = torch.as_tensor(student_std, device=x.device).view(1, -1, 1, 1)
+            t_mean = torch.as_tensor(self.mean if self.mean is not None else student_mean,
+                                     device=x.device).view(1, -1, 1, 1)
+            t_std = torch.as_tensor(self.std if self.std is not None else student_std,
+                                    device=x.device).view(1, -1, 1, 1)
+            x = (x * s_std + s_mean - t_mean) / t_std
+        if self.img_size is not None and x.shape[-1] != self.img_size:
+            x = F.interpolate(x, size=(self.img_size, self.img_size), mode='bicubic',
+                              align_corners=False)
+        return x
+
+    @torch.no_grad()
+    def forward(self, x, student_mean=None, student_std=None):
+        """Teacher logits (float32) for a batch normalised for the student."""
+        x = self.adapt_input(x, student_mean, student_std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x)
+        return out.float()

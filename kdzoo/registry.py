@@ -1,0 +1,36 @@
+"""kdzoo's registries.
+
+Each one is a child of mmpretrain's registry of the same kind (itself a child of
+mmengine's root), so a config in the ``kdzoo`` scope can name kdzoo's components and
+every mmpretrain/mmengine component (transforms, samplers, optimizers, hooks) without
+a scope prefix.
+"""
+from mmengine.registry import Registry
+from mmpretrain.registry import (DATA_SAMPLERS as MMPRE_DATA_SAMPLERS,
+                                 DATASETS as MMPRE_DATASETS,
+                                 HOOKS as MMPRE_HOOKS,
+                                 METRICS as MMPRE_METRICS,
+                                 MODEL_WRAPPERS as MMPRE_MODEL_WRAPPERS,
+                                 MODELS as MMPRE_MODELS,
+                                 OPTIM_WRAPPERS as MMPRE_OPTIM_WRAPPERS,
+                                 TRANSFORMS as MMPRE_TRANSFORMS)
+
+SCOPE = 'kdzoo'
+
+#: Teachers, students, aligners, losses and distillers.
+MODELS = Registry('model', parent=MMPRE_MODELS, scope=SCOPE,
+                  locations=['kdzoo.models', 'kdzoo.losses'])
+MODEL_WRAPPERS = Registry('model_wrapper', parent=MMPRE_MODEL_WRAPPERS,
+                          scope=SCOPE, locations=['kdzoo.engine'])
+HOOKS = Registry('hook', parent=MMPRE_HOOKS, scope=SCOPE,
+                 locations=['kdzoo.engine'])
+METRICS = Registry('metric', parent=MMPRE_METRICS, scope=SCOPE,
+                   locations=['kdzoo.evaluation'])
+DATASETS = Registry('dataset', parent=MMPRE_DATASETS, scope=SCOPE,
+                    locations=['kdzoo.datasets'])
+TRANSFORMS = Registry('transform', parent=MMPRE_TRANSFORMS, scope=SCOPE,
+                      locations=['kdzoo.datasets'])
+DATA_SAMPLERS = Registry('data sampler', parent=MMPRE_DATA_SAMPLERS,
+                         scope=SCOPE, locations=['kdzoo.datasets'])
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMPRE_OPTIM_WRAPPERS,
+                          scope=SCOPE, locations=['kdzoo.engine'])

@@ -1,0 +1,129 @@
+"""Generate the model-zoo tables of configs/<family>/README.md from their metafile.yml.
+
+    python tools/model_zoo.py                 # rewrite every table
+    python tools/model_zoo.py --check         # exit 1 if a table is stale
+    python tools/model_zoo.py --update-stats  # recount Params/FLOPs into the metafiles
+
+The table sits between the markers ``<!-- model-zoo:start -->`` and
+``<!-- model-zoo:end -->`` of each family's README.md. Params and FLOPs count the model
+used at test time (the student; the teacher costs nothing at inference); FLOPs are
+multiply-accumulates of one image, the convention of the DeiT paper.
+"""
+import argparse
+import glob
+import os.path as osp
+import sys
+
+import yaml
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
+
+
+def load_metafile(path):
+    with open(path) as f:
+        meta = yaml.safe_load(f)
+    for model in meta.get('Models', []):
+        for key in ('Name', 'Config'):
+            if key not in model:
+                raise ValueError(f'{path}: a model lacks {key!r}')
+        if not osp.isfile(osp.join(ROOT, model['Config'])):
+            raise ValueError(f"{path}: config {model['Config']!r} does not exist")
+    return meta
+
+
+def _fmt_count(n, unit):
+    return '-' if n is None else f'{n / unit:.2f}'
+
+
+def render_table(meta):
+    rows = ['| Config | Params (M) | FLOPs (G) | Top-1 (%) paper | Top-1 (%) kdzoo | Checkpoint |',
+            '|---|---:|---:|---:|---:|---|']
+    for m in meta['Models']:
+        md = m.get('Metadata', {})
+        res = m.get('Results', {})
+        paper = res.get('Paper Top-1')
+        ours = res.get('kdzoo Top-1')
+        weights = m.get('Weights')
+        cfg = m['Config']
+        rows.append(
+            f"| [{osp.basename(cfg)}]({osp.relpath(osp.join(ROOT, cfg), osp.join(ROOT, osp.dirname(cfg)))}) "
+            f"| {_fmt_count(md.get('Parameters'), 1e6)} | {_fmt_count(md.get('FLOPs'), 1e9)} "
+            f"| {'unknown' if paper is None else paper} | {'-' if ours is None else ours} "
+            f"| {f'[model]({weights})' if weights else '-'} |")
+    return '\n'.join(rows)
+
+
+def updated_readme(readme_text, table, readme_path):
+    if START not in readme_text or END not in readme_text:
+        raise ValueError(f'{readme_path} lacks the markers {START} / {END}')
+    head, rest = readme_text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f'{head}{START}\n{table}\n{END}{tail}'
+
+
+def families():
+    return sorted(osp.dirname(p) for p in glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml')))
+
+
+def count_stats(config):
+    """(parameters, FLOPs) of the test-time network of ``config``."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer
+    from mmengine.config import Config
+
+    import kdzoo  # noqa: F401
+    from kdzoo.registry import MODELS
+
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    net = MODELS.build(cfg.model.model).eval()
+    size = getattr(getattr(net, 'patch_embed', None), 'img_size', 224)
+    params = sum(p.numel() for p in net.parameters())
+    analyzer = FlopAnalyzer(net, (torch.zeros(1, 3, size, size),))
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', _sdpa_flops)
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return params, int(analyzer.total())
+
+
+def _sdpa_flops(inputs, outputs):
+    # q @ k^T and attn @ v: 2 * B * heads * N * N * head_dim multiply-accumulates.
+    from mmengine.analysis.jit_handles import get_shape
+    b, h, n, d = get_shape(inputs[0])
+    return 2 * b * h * n * get_shape(inputs[1])[2] * d
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--check', action='store_true', help='fail if a table is stale')
+    parser.add_argument('--update-stats', action='store_true',
+                        help='recount Params/FLOPs of every model into its metafile')
+    args = parser.parse_args(argv)
+    stale = []
+    for family in families():
+        meta_path = osp.join(family, 'metafile.yml')
+        meta = load_metafile(meta_path)
+        if args.update_stats:
+            for m in meta['Models']:
+                params, flops = count_stats(m['Config'])
+                m.setdefault('Metadata', {}).update(Parameters=params, FLOPs=flops)
+                print(f"{m['Config']}: {params / 1e6:.2f}M params, {flops / 1e9:.2f}G FLOPs")
+            with open(meta_path, 'w') as f:
+                yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True)
+        readme_path = osp.join(family, 'README.md')
+        with open(readme_path) as f:
+            text = f.read()
+        new = updated_readme(text, render_table(meta), readme_path)
+        if new != text:
+            stale.append(osp.relpath(readme_path, ROOT))
+            if not args.check:
+                with open(readme_path, 'w') as f:
+                    f.write(new)
+    if args.check and stale:
+        print('stale model-zoo tables (run python tools/model_zoo.py): ' + ', '.join(stale))
+        return 1
+    print('updated: ' + (', '.join(stale) or 'nothing') if not args.check else 'tables up to date')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
