@@ -17,6 +17,7 @@ import sys
 import yaml
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
 START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
 
 
@@ -42,7 +43,7 @@ def render_table(meta):
     for m in meta['Models']:
         md = m.get('Metadata', {})
         res = m.get('Results', {})
-        paper = res.get('Paper Top-1')
+        paper = res.get('Paper Top-1', '-')  # null in the metafile: the paper gives none
         ours = res.get('kdzoo Top-1')
         weights = m.get('Weights')
         cfg = m['Config']
@@ -66,8 +67,9 @@ def families():
     return sorted(osp.dirname(p) for p in glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml')))
 
 
-def count_stats(config):
-    """(parameters, FLOPs) of the test-time network of ``config``."""
+def count_stats(config, resolution=None):
+    """(parameters, FLOPs) of the test-time network of ``config`` at ``resolution``
+    (default: the student's own image size)."""
     import torch
     from mmengine.analysis import FlopAnalyzer
     from mmengine.config import Config
@@ -76,8 +78,9 @@ def count_stats(config):
     from kdzoo.registry import MODELS
 
     cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg.model.model.pop('pretrained', None)  # the architecture is all that counts here
     net = MODELS.build(cfg.model.model).eval()
-    size = getattr(getattr(net, 'patch_embed', None), 'img_size', 224)
+    size = resolution or getattr(getattr(net, 'patch_embed', None), 'img_size', 224)
     params = sum(p.numel() for p in net.parameters())
     analyzer = FlopAnalyzer(net, (torch.zeros(1, 3, size, size),))
     analyzer.set_op_handle('aten::scaled_dot_product_attention', _sdpa_flops)
@@ -104,7 +107,7 @@ def main(argv=None):
         meta = load_metafile(meta_path)
         if args.update_stats:
             for m in meta['Models']:
-                params, flops = count_stats(m['Config'])
+                params, flops = count_stats(m['Config'], m.get('Metadata', {}).get('Resolution'))
                 m.setdefault('Metadata', {}).update(Parameters=params, FLOPs=flops)
                 print(f"{m['Config']}: {params / 1e6:.2f}M params, {flops / 1e9:.2f}G FLOPs")
             with open(meta_path, 'w') as f:

@@ -1,0 +1,130 @@
+"""Average attention distance per layer of a ViT student (DearKD, Chen et al. CVPR 2022,
+Figure 4; the measure of Dosovitskiy et al. ICLR 2021).
+
+    python tools/analysis/attention_distance.py CONFIG CKPT [CKPT ...] [--out FILE.png]
+        [--num-batches 4] [--batch-size 32] [--data-root DIR] [--cfg-options K=V ...]
+
+For every head: the pixel distance between a query patch and the key patches, weighted by
+the attention probabilities (re-normalised over the patches, so the class and distillation
+tokens do not count), averaged over query patches and images. One checkpoint: distance per
+layer (each head a dot, the mean a line). Several (e.g. epoch_*.pth): the mean distance of
+each layer over training.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import numpy as np
+import torch
+from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import student_data  # noqa: E402
+
+
+def attention_probs(attn, x):
+    """Attention probabilities (B, heads, L, L) of an :class:`Attention` on input ``x``,
+    the softmax that scaled_dot_product_attention computes without returning it."""
+    q, k, _ = attn.qkv_heads(x)
+    logits = (q @ k.transpose(-2, -1)) * attn.head_dim ** -0.5
+    bias = attn.attention_bias(x)
+    if bias is not None:
+        logits = logits + bias
+    return logits.float().softmax(dim=-1)
+
+
+def patch_distances(grid, patch_size):
+    """(N, N) pixel distances between the centres of the patches of a square grid."""
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing='ij')
+    pos = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1).float() * patch_size
+    return torch.cdist(pos, pos)
+
+
+@torch.no_grad()
+def attention_distance(net, inputs):
+    """(layers, heads) mean attention distance in pixels of ``net`` (a DeiT/DearKD) over
+    the batches in ``inputs``."""
+    prefix = net.num_prefix_tokens
+    grid = net.patch_embed.grid_size[0]
+    dist = patch_distances(grid, net.patch_embed.patch_size)
+    sums = [0.] * len(net.blocks)
+    count = 0
+
+    def hook(index):
+        def record(module, args):
+            probs = attention_probs(module, args[0])[:, :, prefix:, prefix:]
+            probs = probs / probs.sum(dim=-1, keepdim=True)
+            per_head = (probs * dist.to(probs.device)).sum(dim=-1).mean(dim=2).sum(dim=0)
+            sums[index] = sums[index] + per_head.cpu()
+        return record
+
+    handles = [b.attn.register_forward_pre_hook(hook(i)) for i, b in enumerate(net.blocks)]
+    try:
+        for x in inputs:
+            net.forward_features(x)
+            count += x.shape[0]
+    finally:
+        for h in handles:
+            h.remove()
+    if count == 0:
+        raise ValueError('no batches to measure on')
+    return torch.stack([s / count for s in sums]).numpy()
+
+
+def plot(results, out, mhca_blocks=0):
+    """``results``: [(epoch, (layers, heads) array)]."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if len(results) == 1:
+        dist = results[0][1]
+        layers = np.arange(1, dist.shape[0] + 1)
+        for h in range(dist.shape[1]):
+            ax.scatter(layers, dist[:, h], s=10, color='0.6')
+        ax.plot(layers, dist.mean(axis=1), marker='o', label='mean over heads')
+        if mhca_blocks:
+            ax.axvspan(0.5, mhca_blocks + 0.5, color='tab:orange', alpha=0.1, label='MHCA')
+        ax.set_xlabel('layer')
+    else:
+        epochs = [e for e, _ in results]
+        means = np.stack([d.mean(axis=1) for _, d in results])
+        for layer in range(means.shape[1]):
+            ax.plot(epochs, means[:, layer], marker='.', label=f'layer {layer + 1}')
+        ax.set_xlabel('epoch')
+    ax.set_ylabel('mean attention distance (pixels)')
+    ax.legend(fontsize='small', ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoints', nargs='+')
+    parser.add_argument('--out', default='attention_distance.png')
+    parser.add_argument('--num-batches', type=int, default=4)
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--data-root', help='override the data root of the val data')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    cfg = student_data.load_config(args.config, args.cfg_options)
+    results = []
+    for i, ckpt in enumerate(args.checkpoints):
+        net = student_data.build_student(cfg, ckpt, args.device)
+        inputs = student_data.batches(cfg, args.num_batches, args.batch_size, args.data_root,
+                                      device=args.device)
+        dist = attention_distance(net, inputs)
+        epoch = student_data.checkpoint_epoch(ckpt, i)
+        results.append((epoch, dist))
+        print(f'{ckpt} (epoch {epoch}): ' +
+              ' '.join(f'{d:.1f}' for d in dist.mean(axis=1)) + ' px per layer')
+    plot(sorted(results, key=lambda r: r[0]), args.out, getattr(net, 'num_mhca_blocks', 0))
+    print(f'plot written to {args.out}')
+    return results
+
+
+if __name__ == '__main__':
+    main()

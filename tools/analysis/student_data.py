@@ -1,0 +1,59 @@
+"""A trained student and a few preprocessed batches, for the analysis tools next to this file."""
+import os.path as osp
+import re
+
+from mmengine.config import Config
+
+
+def load_config(config, cfg_options=None):
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def build_student(cfg, checkpoint=None, device='cpu'):
+    """The config's student network (``model.model``), with the weights of ``checkpoint``
+    (a kdzoo/mmengine checkpoint of a distiller or classifier, or a plain state dict)."""
+    import kdzoo  # noqa: F401
+    from kdzoo.models.checkpoint import load_state_dict_file
+    from kdzoo.registry import MODELS
+
+    net_cfg = dict(cfg.model.model)
+    net_cfg.pop('pretrained', None)
+    net = MODELS.build(net_cfg)
+    if checkpoint is not None:
+        net.load_state_dict(load_state_dict_file(checkpoint))
+    return net.to(device).eval()
+
+
+def checkpoint_epoch(path, default):
+    """The epoch in an mmengine checkpoint name (epoch_12.pth -> 12), else ``default``."""
+    match = re.search(r'epoch_(\d+)\.pth$', osp.basename(path))
+    return int(match.group(1)) if match else default
+
+
+def batches(cfg, num_batches=4, batch_size=32, data_root=None, split='val', device='cpu'):
+    """Up to ``num_batches`` normalised input batches of the config's val (or test) data,
+    without training augmentations."""
+    import kdzoo  # noqa: F401
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+
+    from kdzoo.registry import MODELS
+
+    init_default_scope('kdzoo')
+    loader_cfg = cfg.get(f'{split}_dataloader')
+    if loader_cfg is None:
+        raise SystemExit(f'the config has no {split}_dataloader')
+    loader_cfg = loader_cfg.copy()
+    loader_cfg.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
+    if data_root is not None:
+        loader_cfg.dataset.data_root = data_root
+    loader = Runner.build_dataloader(loader_cfg)
+    pre_cfg = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor')
+    preprocessor = MODELS.build(pre_cfg).to(device)
+    for i, data in enumerate(loader):
+        if i >= num_batches:
+            break
+        yield preprocessor(data, training=False)['inputs'].to(device)

@@ -1,0 +1,96 @@
+"""Cosine similarity between the class and the distillation token, at the input of the
+first block and at the output of every block (DeiT, Touvron et al. ICML 2021, section 5.2;
+DearKD students, Chen et al. CVPR 2022).
+
+    python tools/analysis/token_similarity.py CONFIG CKPT [CKPT ...] [--out FILE.png]
+        [--num-batches 4] [--batch-size 32] [--data-root DIR] [--cfg-options K=V ...]
+
+Averaged over images; several checkpoints give one line each.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import student_data  # noqa: E402
+
+
+@torch.no_grad()
+def token_similarity(net, inputs):
+    """(depth + 1,) mean cosine similarity of tokens 0 (class) and 1 (distillation): at
+    the input of block 1, then after each block."""
+    if not getattr(net, 'distilled', False):
+        raise ValueError('the student has no distillation token')
+    sums = [0.] * (len(net.blocks) + 1)
+    count = 0
+
+    def record(index, x):
+        sums[index] = sums[index] + F.cosine_similarity(x[:, 0].float(), x[:, 1].float(),
+                                                        dim=-1).sum().item()
+
+    handles = [net.blocks[0].register_forward_pre_hook(lambda m, args: record(0, args[0]))]
+    for i, block in enumerate(net.blocks):
+        handles.append(block.register_forward_hook(
+            lambda m, args, out, i=i: record(i + 1, out)))
+    try:
+        for x in inputs:
+            net.forward_features(x)
+            count += x.shape[0]
+    finally:
+        for h in handles:
+            h.remove()
+    if count == 0:
+        raise ValueError('no batches to measure on')
+    return np.array(sums) / count
+
+
+def plot(results, out):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, sims in results:
+        ax.plot(np.arange(len(sims)), sims, marker='o', label=label)
+    ax.set_xticks(np.arange(len(results[0][1])))
+    ax.set_xticklabels(['in'] + [str(i) for i in range(1, len(results[0][1]))])
+    ax.set_xlabel('block output')
+    ax.set_ylabel('cos(class token, distillation token)')
+    ax.legend(fontsize='small')
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoints', nargs='+')
+    parser.add_argument('--out', default='token_similarity.png')
+    parser.add_argument('--num-batches', type=int, default=4)
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--data-root', help='override the data root of the val data')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    cfg = student_data.load_config(args.config, args.cfg_options)
+    results = []
+    for i, ckpt in enumerate(args.checkpoints):
+        net = student_data.build_student(cfg, ckpt, args.device)
+        inputs = student_data.batches(cfg, args.num_batches, args.batch_size, args.data_root,
+                                      device=args.device)
+        sims = token_similarity(net, inputs)
+        label = f'epoch {student_data.checkpoint_epoch(ckpt, i)}'
+        results.append((label, sims))
+        print(f'{ckpt}: ' + ' '.join(f'{s:.3f}' for s in sims))
+    plot(results, args.out)
+    print(f'plot written to {args.out}')
+    return results
+
+
+if __name__ == '__main__':
+    main()
