@@ -3,14 +3,14 @@
 Each one is a child of mmpretrain's registry of the same kind (itself a child of
 mmengine's root), so a config in the ``kdzoo`` scope can name kdzoo's components and
 every mmpretrain/mmengine component (transforms, samplers, optimizers, hooks) without
-a scope prefix.
+a scope prefix. Model wrappers are the exception, see below.
 """
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import Registry
 from mmpretrain.registry import (DATA_SAMPLERS as MMPRE_DATA_SAMPLERS,
                                  DATASETS as MMPRE_DATASETS,
                                  HOOKS as MMPRE_HOOKS,
                                  METRICS as MMPRE_METRICS,
-                                 MODEL_WRAPPERS as MMPRE_MODEL_WRAPPERS,
                                  MODELS as MMPRE_MODELS,
                                  OPTIM_WRAPPERS as MMPRE_OPTIM_WRAPPERS,
                                  TRANSFORMS as MMPRE_TRANSFORMS)
@@ -20,7 +20,9 @@ SCOPE = 'kdzoo'
 #: Teachers, students, aligners, losses and distillers.
 MODELS = Registry('model', parent=MMPRE_MODELS, scope=SCOPE,
                   locations=['kdzoo.models', 'kdzoo.losses'])
-MODEL_WRAPPERS = Registry('model_wrapper', parent=MMPRE_MODEL_WRAPPERS,
+# A direct child of mmengine's root: the Runner looks wrappers up in the root registry,
+# which finds 'kdzoo.DistillerDDP' only among its own children, not its grandchildren.
+MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS,
                           scope=SCOPE, locations=['kdzoo.engine'])
 HOOKS = Registry('hook', parent=MMPRE_HOOKS, scope=SCOPE,
                  locations=['kdzoo.engine'])

@@ -1,0 +1,227 @@
+"""tools/train.py: train, then resume from the work dir's latest checkpoint, with torch's
+safe (weights_only) checkpoint loading throughout; tools/test.py on the result."""
+import glob
+import json
+import os
+import os.path as osp
+import pickle
+import re
+
+import pytest
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+from conftest import load_tool, tiny_resnet, write_tiny_distill_config
+from kdzoo.registry import MODELS
+
+
+def read_log(runner):
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return f.read()
+
+
+@pytest.fixture(scope='module')
+def resumed(cifar_tiny, tmp_path_factory):
+    """2 epochs (2 iterations each) with tools/train.py, then --resume to 3 epochs."""
+    root = tmp_path_factory.mktemp('resume')
+    torch.manual_seed(0)
+    teacher_ckpt = str(root / 'teacher.pth')
+    torch.save(MODELS.build(tiny_resnet()).state_dict(), teacher_ckpt)
+    config = write_tiny_distill_config(root / 'tiny_distill.py', cifar_tiny,
+                                       teacher_checkpoint=teacher_ckpt, max_epochs=2)
+    work_dir = str(root / 'work')
+    train = load_tool('train')
+    first = train.main([config, '--work-dir', work_dir,
+                        '--cfg-options', 'experiment_name=first'])
+    first_log = read_log(first)
+    second = train.main([config, '--work-dir', work_dir, '--resume',
+                         '--cfg-options', 'train_cfg.max_epochs=3', 'experiment_name=second'])
+    return dict(root=root, config=config, work_dir=work_dir, teacher_ckpt=teacher_ckpt,
+                first=first, second=second, first_log=first_log,
+                second_log=read_log(second))
+
+
+def test_first_run_trains_two_epochs(resumed):
+    first = resumed['first']
+    assert (first.epoch, first.iter) == (2, 4)
+    work_dir = resumed['work_dir']
+    for name in ('epoch_1.pth', 'epoch_2.pth', 'last_checkpoint'):
+        assert osp.isfile(osp.join(work_dir, name)), name
+    assert 'resumed' not in resumed['first_log']
+
+
+def test_resume_continues_from_epoch_two(resumed):
+    second, log = resumed['second'], resumed['second_log']
+    assert (second.epoch, second.iter) == (3, 6)
+    assert 'Auto resumed from the latest checkpoint' in log
+    assert osp.join(resumed['work_dir'], 'epoch_2.pth') in log
+    assert re.search(r'resumed epoch: 2, iter: 4', log)
+    trained = re.findall(r'Epoch\(train\)\s*\[(\d+)\]', log)
+    assert trained and set(trained) == {'3'}
+    assert osp.isfile(osp.join(resumed['work_dir'], 'epoch_3.pth'))
+    with open(osp.join(resumed['work_dir'], 'last_checkpoint')) as f:
+        assert f.read().strip().endswith('epoch_3.pth')
+
+
+def test_resumed_model_starts_from_saved_weights(resumed):
+    """The third epoch changed the student weights of epoch 2, the teacher's stayed."""
+    e2 = torch.load(osp.join(resumed['work_dir'], 'epoch_2.pth'), weights_only=True)
+    e3 = torch.load(osp.join(resumed['work_dir'], 'epoch_3.pth'), weights_only=True)
+    s2, s3 = e2['state_dict'], e3['state_dict']
+    assert s2.keys() == s3.keys()
+    teacher_keys = [k for k in s2 if k.startswith('teacher.')]
+    assert teacher_keys
+    assert all(torch.equal(s2[k], s3[k]) for k in teacher_keys)
+    assert not torch.equal(s2['model.head.weight'], s3['model.head.weight'])
+    # Adam's step counter went on from epoch 2's 4 steps.
+    steps = [s['step'] for s in e3['optimizer']['state'].values()]
+    assert steps and all(float(s) == 6 for s in steps)
+    # The teacher's file weights are what the distiller's checkpoint holds.
+    original = torch.load(resumed['teacher_ckpt'], weights_only=True)
+    for key, value in original.items():
+        assert torch.equal(s3[f'teacher.model.{key}'], value), key
+
+
+def test_checkpoints_load_with_weights_only(resumed):
+    path = osp.join(resumed['work_dir'], 'epoch_2.pth')
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    assert ckpt['meta']['epoch'] == 2 and ckpt['meta']['iter'] == 4
+    assert {'state_dict', 'optimizer', 'message_hub', 'param_schedulers'} <= set(ckpt)
+    # torch's default is weights_only=True: a plain load works too, by the same rules.
+    plain = torch.load(path, map_location='cpu')
+    assert plain['meta']['epoch'] == 2
+    hub = ckpt['message_hub']['log_scalars']
+    assert isinstance(hub['train/loss'], HistoryBuffer)
+
+
+class Payload:
+    """An arbitrary user class: not on the weights_only allow list."""
+
+    def __init__(self):
+        self.value = 1
+
+
+class RunsCommand:
+    """Unpickling calls os.system: the classic malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+class GetattrTrick:
+    """Unpickling calls getattr(HistoryBuffer, '__class__'), which is not a statistic."""
+
+    def __reduce__(self):
+        return getattr, (HistoryBuffer, '__class__')
+
+
+class GetattrStatistic:
+    """What mmengine checkpoints really contain: getattr(HistoryBuffer, 'mean')."""
+
+    def __reduce__(self):
+        return getattr, (HistoryBuffer, 'mean')
+
+
+@pytest.mark.parametrize('make', [
+    lambda tmp: {'fn': os.system},
+    lambda tmp: {'obj': Payload()},
+    lambda tmp: {'state_dict': {'w': torch.zeros(2)}, 'evil': RunsCommand(tmp / 'pwned')},
+], ids=['os.system-reference', 'custom-class', 'reduce-os.system'])
+def test_disallowed_globals_are_refused(make, tmp_path):
+    import kdzoo  # noqa: F401  (its safe globals are registered; still refused)
+    path = tmp_path / 'bad.pth'
+    torch.save(make(tmp_path), path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)  # the default is weights_only=True
+    assert not (tmp_path / 'pwned').exists()
+
+
+def test_getattr_allowed_only_for_history_buffer_statistics(tmp_path):
+    ok = tmp_path / 'ok.pth'
+    torch.save({'fn': GetattrStatistic()}, ok)
+    assert torch.load(ok, weights_only=True)['fn'] is HistoryBuffer.mean
+    bad = tmp_path / 'bad.pth'
+    torch.save({'fn': GetattrTrick()}, bad)
+    with pytest.raises((RuntimeError, pickle.UnpicklingError), match='getattr|__class__'):
+        torch.load(bad, weights_only=True)
+
+
+def test_teacher_refuses_malicious_checkpoint(tmp_path):
+    path = tmp_path / 'teacher.pth'
+    state = MODELS.build(tiny_resnet()).state_dict()
+    state['evil'] = RunsCommand(tmp_path / 'pwned')
+    torch.save(state, path)
+    with pytest.raises(pickle.UnpicklingError):
+        MODELS.build(dict(type='Teacher', model=tiny_resnet(), checkpoint=str(path)))
+    assert not (tmp_path / 'pwned').exists()
+
+
+HEAD_ROWS = {'joint': 'joint classifier', 'cls': 'class head', 'dist': 'distillation head'}
+
+
+def test_tools_test_reports_all_heads(resumed, cifar_tiny, tmp_path, capsys):
+    # The teacher's own file is not needed to test a distilled checkpoint.
+    config = write_tiny_distill_config(tmp_path / 'tiny_distill_test.py', cifar_tiny,
+                                       teacher_checkpoint=str(tmp_path / 'gone.pth'))
+    test = load_tool('test')
+    out = str(tmp_path / 'metrics.json')
+    ckpt = osp.join(resumed['work_dir'], 'epoch_3.pth')
+    capsys.readouterr()
+    metrics = test.main([config, ckpt, '--work-dir', str(tmp_path / 'test_work'),
+                         '--out', out, '--cfg-options', 'experiment_name=tools_test'])
+    printed = capsys.readouterr().out
+    for head in HEAD_ROWS:
+        for k in (1, 5):
+            value = metrics[f'{head}/top{k}']
+            assert 0.0 <= value <= 100.0
+            # 100 test images: every accuracy is a whole percentage.
+            assert value == pytest.approx(round(value), abs=1e-4)
+        assert metrics[f'{head}/top5'] >= metrics[f'{head}/top1']
+    rows = {line.split('  ')[0]: line for line in printed.splitlines()}
+    for head, name in HEAD_ROWS.items():
+        cells = rows[name][len(name):].split()
+        assert float(cells[0]) == pytest.approx(metrics[f'{head}/top1'], abs=0.005)
+        assert float(cells[1]) == pytest.approx(metrics[f'{head}/top5'], abs=0.005)
+    with open(out) as f:
+        assert json.load(f) == pytest.approx(metrics)
+
+
+def test_tools_test_matches_model_predictions(resumed, cifar_tiny, tmp_path):
+    """joint/cls/dist top1 from tools/test.py equal those computed here from the model."""
+    from mmengine.config import Config
+    from mmpretrain.structures import DataSample
+    config = write_tiny_distill_config(tmp_path / 'tiny_distill_test2.py', cifar_tiny,
+                                       teacher_checkpoint=None)
+    test = load_tool('test')
+    ckpt = osp.join(resumed['work_dir'], 'epoch_3.pth')
+    metrics = test.main([config, ckpt, '--work-dir', str(tmp_path / 'w'),
+                         '--cfg-options', 'experiment_name=tools_test2'])
+    cfg = Config.fromfile(config)
+    model_cfg = cfg.model
+    model_cfg.data_preprocessor = cfg.data_preprocessor
+    model = MODELS.build(model_cfg)
+    model.load_state_dict(torch.load(ckpt, weights_only=True)['state_dict'])
+    model.eval()
+    from kdzoo.registry import DATASETS
+    ds = DATASETS.build(cfg.test_dataloader.dataset)
+    hits = {'joint': 0, 'cls': 0, 'dist': 0}
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            data = model.data_preprocessor(dict(inputs=[item['inputs']],
+                                                data_samples=[item['data_samples']]))
+            cls, dist = model.model.forward_heads(data['inputs'])
+            label = int(item['data_samples'].gt_label)
+            hits['cls'] += int(cls.argmax() == label)
+            hits['dist'] += int(dist.argmax() == label)
+            hits['joint'] += int((cls + dist).argmax() == label)
+    for head, n in hits.items():
+        assert metrics[f'{head}/top1'] == pytest.approx(100.0 * n / len(ds)), head
+    assert len(ds) == 100
+    assert isinstance(ds[0]['data_samples'], DataSample)
+    assert glob.glob(osp.join(str(tmp_path / 'w'), '*', '*.log'))
