@@ -1,5 +1,6 @@
 from .autocast_optim_wrapper import AutocastOptimWrapper
 from .ddp import DistillerDDP
 from .progress_hook import ProgressBarHook
+from .stage_hook import DistillStageHook
 
-__all__ = ['AutocastOptimWrapper', 'DistillerDDP', 'ProgressBarHook']
+__all__ = ['AutocastOptimWrapper', 'DistillerDDP', 'DistillStageHook', 'ProgressBarHook']

@@ -1,4 +1,5 @@
 from .cross_entropy import LabelSmoothCrossEntropy
+from .hidden import HiddenMSELoss
 from .logit_distill import HardDistillLoss, SoftDistillLoss
 
-__all__ = ['LabelSmoothCrossEntropy', 'HardDistillLoss', 'SoftDistillLoss']
+__all__ = ['HiddenMSELoss', 'LabelSmoothCrossEntropy', 'HardDistillLoss', 'SoftDistillLoss']

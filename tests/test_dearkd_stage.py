@@ -1,0 +1,144 @@
+"""The DearKD stage switch in real (tiny) training runs, uninterrupted and resumed."""
+import os.path as osp
+import uuid
+from types import SimpleNamespace
+
+import pytest
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.hooks import Hook
+
+from conftest import CONFIGS, load_tool
+from kdzoo.engine import DistillStageHook
+from kdzoo.registry import HOOKS, MODEL_WRAPPERS
+
+MAX_EPOCHS, SWITCH = 4, 2
+
+
+@HOOKS.register_module(force=True)
+class StageProbeHook(Hook):
+    """Per epoch: distill_active during training, the loss keys logged, teacher forwards."""
+
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.epochs = {}
+
+    def before_train(self, runner):
+        net = runner.model.teacher.model
+        net.register_forward_hook(lambda *a: self.epochs[runner.epoch]['teacher_calls'].append(1))
+
+    def before_train_epoch(self, runner):
+        self.epochs[runner.epoch] = dict(active=[], keys=set(), teacher_calls=[])
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        record = self.epochs[runner.epoch]
+        record['active'].append(runner.model.distill_active)
+        record['keys'] |= {k for k in outputs if k.startswith('loss_')}
+
+    def summary(self):
+        return {e: (r['active'], sorted(r['keys']), len(r['teacher_calls']))
+                for e, r in self.epochs.items()}
+
+
+def tiny_dearkd_cfg(data_root, work_dir):
+    """configs/dearkd/dearkd_micro_cifar10.py with tiny networks, 10 images, 1 step/epoch."""
+    cfg = Config.fromfile(osp.join(CONFIGS, 'dearkd', 'dearkd_micro_cifar10.py'))
+    cfg.model.model.update(embed_dim=32, num_heads=4, depth=2, num_mhca_blocks=1)
+    cfg.model.teacher.update(model=dict(type='CifarResNet', depth=8, widths=(8, 16, 32),
+                                        num_classes=10), checkpoint=None)
+    cfg.model.hidden_distill[0].update(student_layer='blocks.0',
+                                       aligner=dict(type='Aligner', teacher_channels=32))
+    cfg.train_dataloader.update(batch_size=10, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.dataset.update(data_root=data_root, per_class=1)
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    cfg.train_cfg.max_epochs = MAX_EPOCHS
+    cfg.custom_hooks = [dict(type='DistillStageHook', switch_epoch=SWITCH),
+                        dict(type='StageProbeHook')]
+    cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
+    cfg.default_hooks.logger.interval = 1
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    cfg.work_dir = str(work_dir)
+    return cfg
+
+
+def train(cfg, tmp_path, *extra):
+    """tools/train.py on a dumped copy of ``cfg``; returns (probe summary, log text)."""
+    cfg.experiment_name = f'dearkd_stage_{uuid.uuid4().hex[:8]}'
+    path = tmp_path / f'{cfg.experiment_name}.py'
+    cfg.dump(str(path))
+    runner = load_tool('train').main([str(path), *extra])
+    probe = next(h for h in runner.hooks if isinstance(h, StageProbeHook))
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return probe.summary(), f.read()
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(cifar_tiny, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('dearkd_stage')
+    work_dir = tmp / 'full'
+    summary, log = train(tiny_dearkd_cfg(cifar_tiny, work_dir), tmp)
+    return summary, log, work_dir
+
+
+def test_switch_at_the_configured_epoch(uninterrupted):
+    summary, log, _ = uninterrupted
+    stage1 = ([True], ['loss_cls', 'loss_distill', 'loss_hidden_layer3'], 1)
+    stage2 = ([False], ['loss_cls'], 0)
+    assert summary == {0: stage1, 1: stage1, 2: stage2, 3: stage2}
+    assert log.count('switching to stage 2') == 1
+    assert f'epoch {SWITCH + 1}: switching to stage 2' in log
+
+
+@pytest.mark.parametrize('resume_epoch', [SWITCH - 1, SWITCH, SWITCH + 1],
+                         ids=['before', 'at', 'after'])
+def test_resumed_run_matches_the_uninterrupted_one(uninterrupted, cifar_tiny, tmp_path,
+                                                  resume_epoch):
+    full, _, full_dir = uninterrupted
+    ckpt = str(full_dir / f'epoch_{resume_epoch}.pth')
+    summary, log = train(tiny_dearkd_cfg(cifar_tiny, tmp_path / 'resumed'), tmp_path,
+                         '--resume', ckpt)
+    assert sorted(summary) == list(range(resume_epoch, MAX_EPOCHS))
+    assert summary == {e: full[e] for e in range(resume_epoch, MAX_EPOCHS)}
+    stage = 1 if resume_epoch < SWITCH else 2
+    assert f'starting at epoch {resume_epoch + 1} in stage {stage}' in log
+    # The switch is announced only when it happens within this run.
+    assert ('switching to stage 2' in log) == (resume_epoch < SWITCH)
+
+
+def fake_runner(epoch, max_epochs, model):
+    info = {}
+    return SimpleNamespace(epoch=epoch, max_epochs=max_epochs, model=model,
+                           logger=SimpleNamespace(info=lambda msg: None),
+                           message_hub=SimpleNamespace(update_info=info.__setitem__),
+                           info=info)
+
+
+@MODEL_WRAPPERS.register_module(force=True)
+class FakeWrapper(nn.Module):
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+
+@pytest.mark.parametrize('max_epochs,epoch,active', [
+    (300, 249, True), (300, 250, False), (20, 16, True), (20, 17, False),
+    (1000, 832, True), (1000, 833, False)])
+def test_switch_ratio_and_wrapped_model(max_epochs, epoch, active):
+    net = nn.Linear(1, 1)
+    net.distill_active = not active
+    runner = fake_runner(epoch, max_epochs, FakeWrapper(net))
+    DistillStageHook(switch_ratio=250 / 300).before_train_epoch(runner)
+    assert net.distill_active is active
+    assert runner.info['distill_stage'] == (1 if active else 2)
+
+
+def test_hook_arguments_and_model_check():
+    with pytest.raises(ValueError):
+        DistillStageHook()
+    with pytest.raises(ValueError):
+        DistillStageHook(switch_epoch=3, switch_ratio=0.5)
+    with pytest.raises(TypeError, match='distill_active'):
+        DistillStageHook(switch_epoch=3).before_train(fake_runner(0, 5, nn.Linear(1, 1)))
