@@ -3,16 +3,16 @@
 Each one is a child of mmpretrain's registry of the same kind (itself a child of
 mmengine's root), so a config in the ``kdzoo`` scope can name kdzoo's components and
 every mmpretrain/mmengine component (transforms, samplers, optimizers, hooks) without
-a scope prefix. Model wrappers are the exception, see below.
+a scope prefix. Model and optimizer wrappers are the exception, see below.
 """
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 from mmpretrain.registry import (DATA_SAMPLERS as MMPRE_DATA_SAMPLERS,
                                  DATASETS as MMPRE_DATASETS,
                                  HOOKS as MMPRE_HOOKS,
                                  METRICS as MMPRE_METRICS,
                                  MODELS as MMPRE_MODELS,
-                                 OPTIM_WRAPPERS as MMPRE_OPTIM_WRAPPERS,
                                  TRANSFORMS as MMPRE_TRANSFORMS)
 
 SCOPE = 'kdzoo'
@@ -34,5 +34,7 @@ TRANSFORMS = Registry('transform', parent=MMPRE_TRANSFORMS, scope=SCOPE,
                       locations=['kdzoo.datasets'])
 DATA_SAMPLERS = Registry('data sampler', parent=MMPRE_DATA_SAMPLERS,
                          scope=SCOPE, locations=['kdzoo.datasets'])
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMPRE_OPTIM_WRAPPERS,
+# Also a direct child of the root, so that 'kdzoo.AutocastOptimWrapper' resolves outside a
+# runner's default scope too (mmpretrain adds no optimizer wrappers of its own).
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           scope=SCOPE, locations=['kdzoo.engine'])

@@ -62,7 +62,7 @@ def main(argv=None):
         model_cfg.teacher.checkpoint = None  # weights do not change the cost
     model = MODELS.build(model_cfg).to(args.device).train()
     if args.amp:
-        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+        cfg.optim_wrapper.type = 'kdzoo.AutocastOptimWrapper'
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     size = model.model.patch_embed.img_size if hasattr(model.model, 'patch_embed') else 224
     batch_size = args.batch_size or cfg.train_dataloader.batch_size

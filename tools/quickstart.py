@@ -6,7 +6,7 @@
 4. optionally train the same student without distillation (--baseline),
 5. print a results table (also written to WORK_DIR/results.md).
 
-    python tools/quickstart.py [--epochs-teacher 10] [--epochs-student 10] [--baseline]
+    python tools/quickstart.py [--epochs-teacher 6] [--epochs-student 6] [--baseline]
 """
 import argparse
 import os
@@ -48,8 +48,8 @@ def run(config, work_dir, data_root, epochs, warmup, seed, extra=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
-    parser.add_argument('--epochs-teacher', type=int, default=10)
-    parser.add_argument('--epochs-student', type=int, default=10)
+    parser.add_argument('--epochs-teacher', type=int, default=6)
+    parser.add_argument('--epochs-student', type=int, default=6)
     parser.add_argument('--baseline', action='store_true',
                         help='also train the student without distillation')
     parser.add_argument('--seed', type=int, default=0)

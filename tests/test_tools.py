@@ -1,0 +1,102 @@
+"""bf16 autocast (--amp), tools/benchmark.py, tools/model_zoo.py and the progress bar."""
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmpretrain.structures import DataSample
+
+from kdzoo.registry import MODELS
+from conftest import (build_runner, cifar_cfg, config_path, load_tool, tiny_deit,
+                      tiny_resnet, write_tiny_distill_config)
+
+
+def _tiny_distiller():
+    return MODELS.build(dict(
+        type='Distiller', model=tiny_deit(), teacher=dict(type='Teacher', model=tiny_resnet()),
+        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10,
+                               mean=[125.3, 123.0, 113.9], std=[51.6, 50.8, 51.3])))
+
+
+def test_autocast_optim_wrapper_runs_the_step_in_bf16_on_cpu():
+    model = _tiny_distiller().train()
+    wrapper = build_optim_wrapper(model, dict(type='kdzoo.AutocastOptimWrapper',
+                                              optimizer=dict(type='AdamW', lr=1e-3)))
+    dtypes = []
+    model.model.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    data = dict(inputs=list(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)),
+                data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+    before = model.model.head.weight.detach().clone()
+    log_vars = model.train_step(data, wrapper)
+    assert dtypes == [torch.bfloat16]
+    assert torch.isfinite(log_vars['loss'])
+    assert not torch.equal(before, model.model.head.weight)
+
+
+def test_autocast_optim_wrapper_rejects_unknown_dtype():
+    model = _tiny_distiller()
+    try:
+        build_optim_wrapper(model, dict(type='kdzoo.AutocastOptimWrapper', dtype='float8',
+                                        optimizer=dict(type='AdamW', lr=1e-3)))
+    except ValueError as err:
+        assert 'float8' in str(err)
+    else:
+        raise AssertionError('dtype float8 was accepted')
+
+
+def test_train_amp_flag_selects_autocast(tmp_path, cifar_tiny):
+    train = load_tool('train')
+    cfg_file = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny, per_class=1)
+    args = train.parse_args([cfg_file, '--amp', '--work-dir', str(tmp_path)])
+    from mmengine.config import Config
+    cfg = train.merge_args(Config.fromfile(cfg_file), args)
+    assert cfg.optim_wrapper.type == 'kdzoo.AutocastOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+
+
+def test_benchmark_measures_with_and_without_teacher(tmp_path, cifar_tiny, capsys):
+    benchmark = load_tool('benchmark')
+    cfg_file = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny)
+    speed = benchmark.main([cfg_file, '--batch-size', '4', '--iters', '2', '--warmup', '1',
+                            '--rounds', '1'])
+    assert set(speed) == {'with teacher', 'student alone'}
+    assert all(v > 0 for v in speed.values())
+    out = capsys.readouterr().out
+    assert 'images/s' in out and 'peak memory' in out and 'teacher overhead' in out
+
+
+def test_benchmark_student_alone_skips_the_teacher(tmp_path, cifar_tiny, monkeypatch):
+    benchmark = load_tool('benchmark')
+    cfg_file = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny)
+    from kdzoo.models import Teacher
+    calls = []
+    original = Teacher.forward
+    monkeypatch.setattr(Teacher, 'forward',
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    benchmark.main([cfg_file, '--batch-size', '2', '--iters', '1', '--warmup', '0',
+                    '--rounds', '1'])
+    # One step with the teacher, one step with the student alone.
+    assert len(calls) == 1
+
+
+def test_model_zoo_tables_are_current_and_staleness_is_detected(monkeypatch):
+    zoo = load_tool('model_zoo')
+    assert zoo.main(['--check']) == 0
+    monkeypatch.setattr(zoo, 'render_table', lambda meta: '| changed |')
+    assert zoo.main(['--check']) == 1
+
+
+def test_metafile_params_match_the_built_student():
+    zoo = load_tool('model_zoo')
+    meta = zoo.load_metafile(config_path('metafile').replace('.py', '.yml'))
+    entry = next(m for m in meta['Models'] if m['Name'] == 'deit_ti_distilled')
+    from mmengine.config import Config
+    cfg = Config.fromfile(config_path('deit_ti_distilled'))
+    net = MODELS.build(cfg.model.model)
+    assert entry['Metadata']['Parameters'] == sum(p.numel() for p in net.parameters())
+
+
+def test_progress_bar_hook_counts_every_iteration(tmp_path, cifar_tiny, capsys):
+    cfg = cifar_cfg('resnet20_cifar10', cifar_tiny, tmp_path, batch_size=50, per_class=10,
+                    progress_bar=True, model=dict(model=tiny_resnet()))
+    runner = build_runner(cfg)
+    runner.train()
+    err = capsys.readouterr().err
+    assert 'epoch 1/1' in err and '2/2' in err
