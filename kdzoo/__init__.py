@@ -8,7 +8,7 @@ def _register_all():
     # mmpretrain's components (transforms, preprocessors, samplers) are imported here.
     from mmpretrain.utils import register_all_modules
     register_all_modules(init_default_scope=False)
-    from . import datasets, engine, evaluation, losses, models  # noqa: F401
+    from . import datasets, engine, evaluation, losses, models, synthesis  # noqa: F401
 
 
 _register_all()

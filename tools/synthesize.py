@@ -1,0 +1,192 @@
+"""Synthesise a data-free training set from a trained teacher (DF-DearKD).
+
+    python tools/synthesize.py CONFIG [--out DIR] [--num-images N] [--work-dir DIR]
+                               [--max-shards K] [--device DEV] [--cfg-options KEY=VALUE ...]
+                               [--launcher none|pytorch|slurm]
+
+DeepInversion (Yin et al., CVPR 2020) with the boundary-preserving intra-divergence loss
+of DF-DearKD (Chen et al., "DearKD", CVPR 2022, section 4). The config's ``synthesis``
+section sets the teacher (default: ``model.teacher``), the synthesizer, the number of
+images and the batch size; see configs/dearkd/README.md. Images are written as
+OUT/<class>/<shard>_<i>.png, readable by ImageFolderSubset. Several processes (e.g.
+``torchrun --nproc-per-node 8 tools/synthesize.py CONFIG --launcher pytorch``, or several
+nodes) split the shards; an interrupted run resumes where it stopped when run again.
+"""
+import argparse
+import copy
+import os
+import os.path as osp
+import time
+
+from mmengine.config import Config, DictAction
+
+SYNTHESIS_KEYS = ('teacher', 'synthesizer', 'out', 'num_images', 'batch_size',
+                  'per_class_in_batch', 'seed', 'classes', 'grid')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Synthesise images from a teacher')
+    parser.add_argument('config', help='config with a synthesis section')
+    parser.add_argument('--out', help='output folder (default: synthesis.out)')
+    parser.add_argument('--num-images', type=int, help='default: synthesis.num_images')
+    parser.add_argument('--work-dir', help='where to write the log (default: '
+                        'work_dirs/<config name>)')
+    parser.add_argument('--max-shards', type=int,
+                        help='stop after this many new shards per process (for time-limited '
+                        'jobs; run again to continue)')
+    parser.add_argument('--device', help='default: cuda (this process\'s GPU) if available, '
+                        'else cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. synthesis.batch_size=50')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def _get(cfg, dotted):
+    for key in dotted.split('.'):
+        if not hasattr(cfg, 'get') or cfg.get(key) is None:
+            return None
+        cfg = cfg[key]
+    return cfg
+
+
+def class_names(cfg, syn, num_classes):
+    """synthesis.classes, the config's ``classes``, the train set's classes, or
+    class_000 ... (zero-padded, so sorting keeps the label order)."""
+    for names in (syn.get('classes'), cfg.get('classes'),
+                  _get(cfg, 'train_dataloader.dataset.metainfo.classes'),
+                  _get(cfg, 'train_dataloader.dataset.classes')):
+        if names is not None:
+            names = list(names)
+            if len(names) != num_classes:
+                raise SystemExit(f'{len(names)} class names for a teacher with '
+                                 f'{num_classes} classes')
+            return names
+    width = max(3, len(str(num_classes - 1)))
+    return [f'class_{i:0{width}d}' for i in range(num_classes)]
+
+
+def normalisation(cfg, teacher_cfg, syn_cfg):
+    """Mean and std of the teacher's input: the synthesizer's, the teacher's, else the
+    data preprocessor's (the Teacher then feeds the network with the student's)."""
+    for source in (syn_cfg, teacher_cfg, cfg.get('data_preprocessor'),
+                   _get(cfg, 'model.data_preprocessor')):
+        if source and source.get('mean') is not None and source.get('std') is not None:
+            return list(source['mean']), list(source['std'])
+    raise SystemExit('no input normalisation found: set synthesis.synthesizer.mean/std')
+
+
+def resolve_settings(cfg, args):
+    """Every setting of the run, checked before any work starts."""
+    from kdzoo.models.checkpoint import resolve_checkpoint
+    from kdzoo.synthesis import check_stages
+
+    syn = cfg.get('synthesis')
+    if not syn:
+        raise SystemExit(f'{args.config} has no synthesis section')
+    syn = copy.deepcopy(syn.to_dict() if hasattr(syn, 'to_dict') else dict(syn))
+    unknown = set(syn) - set(SYNTHESIS_KEYS)
+    if unknown:
+        raise SystemExit(f'unknown synthesis keys {sorted(unknown)}; allowed: {SYNTHESIS_KEYS}')
+    teacher = syn.get('teacher') or _get(cfg, 'model.teacher')
+    if teacher is None:
+        raise SystemExit('no teacher: set synthesis.teacher or model.teacher')
+    teacher = copy.deepcopy(dict(teacher))
+    if teacher.get('checkpoint') is None:
+        raise SystemExit('the synthesis teacher has no checkpoint; synthesis needs a trained '
+                         'teacher')
+    try:
+        teacher['checkpoint'] = resolve_checkpoint(teacher['checkpoint'])
+    except FileNotFoundError as e:
+        raise SystemExit(f'teacher checkpoint: {e}') from None
+    num_images = args.num_images if args.num_images is not None else syn.get('num_images')
+    batch_size = syn.get('batch_size', 64)
+    group = syn.get('per_class_in_batch', 1)
+    for name, value in (('num_images', num_images), ('batch_size', batch_size),
+                        ('per_class_in_batch', group)):
+        if not isinstance(value, int) or value < 1:
+            raise SystemExit(f'{name} must be a positive integer, got {value!r}')
+    synthesizer = dict(syn.get('synthesizer') or {})
+    if 'type' not in synthesizer:
+        raise SystemExit('synthesis.synthesizer needs a type (e.g. DeepInversionSynthesizer)')
+    try:
+        check_stages(synthesizer.get('stages'))
+    except ValueError as e:
+        raise SystemExit(f'synthesis.synthesizer.stages: {e}') from None
+    synthesizer['mean'], synthesizer['std'] = normalisation(cfg, teacher, synthesizer)
+    synthesizer['seed'] = syn.get('seed', synthesizer.get('seed', 0))
+    work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    out = args.out or syn.get('out') or osp.join(work_dir, 'synthetic')
+    return dict(teacher=teacher, synthesizer=synthesizer, num_images=num_images,
+                batch_size=batch_size, per_class_in_batch=group, work_dir=work_dir, out=out,
+                grid=dict(syn.get('grid') or {}), syn=syn)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import kdzoo  # noqa: F401  (compatibility fixes, registries)
+    import torch
+    import torch.distributed as dist
+    from mmengine.logging import MMLogger
+
+    from kdzoo.compat import finish_distributed, init_distributed
+    from kdzoo.registry import MODELS
+    from kdzoo.synthesis import (ShardWriter, balanced_labels, merge_manifests, num_shards,
+                                 run_shards, save_grid)
+
+    if not osp.isfile(args.config):
+        raise SystemExit(f'config file {args.config!r} does not exist')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.max_shards is not None and args.max_shards < 0:
+        raise SystemExit(f'--max-shards must be >= 0, got {args.max_shards}')
+    s = resolve_settings(cfg, args)
+    synthesizer = MODELS.build(s['synthesizer'])
+
+    distributed = init_distributed(args.launcher)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    os.makedirs(s['work_dir'], exist_ok=True)
+    # A fresh logger per run: mmengine keeps instances by name, with their first log file.
+    logger = MMLogger.get_instance(f'kdzoo_synthesize_{os.getpid()}_{time.time_ns()}',
+                                   log_file=osp.join(s['work_dir'], 'synthesize.log'))
+    teacher = MODELS.build(s['teacher']).to(device)
+    n_classes = teacher.num_classes(size=synthesizer.size)
+    classes = class_names(cfg, s['syn'], n_classes)
+    settings = {k: s[k] for k in ('teacher', 'synthesizer', 'num_images', 'batch_size',
+                                  'per_class_in_batch')}
+    settings['classes'] = classes
+    writer = ShardWriter(s['out'], classes, settings)
+    labels = balanced_labels(s['num_images'], n_classes, s['per_class_in_batch'])
+    total = num_shards(s['num_images'], s['batch_size'])
+    logger.info(f"rank {rank}/{world}: {s['num_images']} images of {n_classes} classes in "
+                f"{total} shards -> {writer.out}")
+    written = run_shards(synthesizer, teacher, writer, labels, s['batch_size'], rank, world,
+                         max_shards=args.max_shards, progress=rank == 0)
+    logger.info(f'rank {rank}: wrote shards {written}')
+    if distributed:
+        dist.barrier()
+    manifest = None
+    if rank == 0:
+        header = dict(teacher=s['teacher'], checkpoint=s['teacher']['checkpoint'],
+                      seed=s['synthesizer']['seed'], classes=classes, settings=settings)
+        try:
+            manifest = merge_manifests(writer, total, header)
+        except RuntimeError as e:  # --max-shards stopped early, or another rank failed
+            logger.warning(f'manifest.json not written: {e}')
+        if manifest is not None:
+            grid = save_grid(writer, manifest, osp.join(writer.out, 'grid.png'),
+                             **s['grid'])
+            logger.info(f"{manifest['num_images']} images in {writer.out}; samples: {grid}")
+        writer.finish()
+    finish_distributed(distributed)
+    return manifest
+
+
+if __name__ == '__main__':
+    main()
