@@ -6,29 +6,16 @@
 # paper's loss weights, intra-divergence on. Compare with df_dearkd_micro_cifar10_no_div.py.
 #   python tools/synthesize.py configs/dearkd/df_dearkd_micro_cifar10.py
 #   python tools/train.py configs/dearkd/df_dearkd_micro_cifar10.py
-_base_ = ['./dearkd_micro_cifar10.py']
+_base_ = ['./dearkd_micro_cifar10.py', '../_base_/synthesis/df_cifar10.py']
 
-classes = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
-           'truck')
 synth_root = 'data/df_cifar10_micro_synth'
 synthesis = dict(
     out=synth_root,
     num_images=5000,
     batch_size=100,
     per_class_in_batch=10,  # every batch: 10 classes x 10 images
-    seed=0,
-    synthesizer=dict(
-        type='DeepInversionSynthesizer',
-        stages=[dict(size=16, iterations=100, jitter=1),
-                dict(size=32, iterations=100, jitter=2)],
-        lr=0.1, betas=(0.5, 0.9), eta_min=0.0,
-        alpha_ce=1.0, alpha_bn=5e-2, first_bn_multiplier=10.0,
-        alpha_tv=1e-4, alpha_tv_l1=0.0, alpha_l2=1e-5,
-        diversity=dict(type='IntraDivergenceLoss', alpha_ep=50.0, alpha_triplet=0.5,
-                       margin=1.0, ep_form='inverse', normalize=False),
-        feature_layer='fc',
-        flip=True, upsample='bilinear', bf16=False),
-    grid=dict(per_class=8, max_classes=10),
+    synthesizer=dict(stages=[dict(size=16, iterations=100, jitter=1),
+                             dict(size=32, iterations=100, jitter=2)]),
 )
 # Every synthetic image is used (the real-data micro configs keep 10%).
 train_dataloader = dict(dataset=dict(data_root=synth_root, data_prefix='', subset_ratio=1.0))

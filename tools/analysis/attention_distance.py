@@ -10,13 +10,11 @@ tokens do not count), averaged over query patches and images. One checkpoint: di
 layer (each head a dot, the mean a line). Several (e.g. epoch_*.pth): the mean distance of
 each layer over training.
 """
-import argparse
 import os.path as osp
 import sys
 
 import numpy as np
 import torch
-from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import student_data  # noqa: E402
@@ -100,24 +98,10 @@ def plot(results, out, mhca_blocks=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config')
-    parser.add_argument('checkpoints', nargs='+')
-    parser.add_argument('--out', default='attention_distance.png')
-    parser.add_argument('--num-batches', type=int, default=4)
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--data-root', help='override the data root of the val data')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    args = parser.parse_args(argv)
-    cfg = student_data.load_config(args.config, args.cfg_options)
+    args = student_data.parse_args(__doc__.split('\n')[0], 'attention_distance.png', argv)
     results = []
-    for i, ckpt in enumerate(args.checkpoints):
-        net = student_data.build_student(cfg, ckpt, args.device)
-        inputs = student_data.batches(cfg, args.num_batches, args.batch_size, args.data_root,
-                                      device=args.device)
-        dist = attention_distance(net, inputs)
-        epoch = student_data.checkpoint_epoch(ckpt, i)
+    net = None
+    for ckpt, epoch, net, dist in student_data.per_checkpoint(args, attention_distance):
         results.append((epoch, dist))
         print(f'{ckpt} (epoch {epoch}): ' +
               ' '.join(f'{d:.1f}' for d in dist.mean(axis=1)) + ' px per layer')

@@ -1,8 +1,34 @@
 """A trained student and a few preprocessed batches, for the analysis tools next to this file."""
+import argparse
 import os.path as osp
 import re
 
-from mmengine.config import Config
+import torch
+from mmengine.config import Config, DictAction
+
+
+def parse_args(description, default_out, argv=None):
+    """The command line shared by the analysis tools."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('config')
+    parser.add_argument('checkpoints', nargs='+')
+    parser.add_argument('--out', default=default_out)
+    parser.add_argument('--num-batches', type=int, default=4)
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--data-root', help='override the data root of the val data')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def per_checkpoint(args, measure):
+    """Yield (checkpoint, epoch, network, measure(network, batches)) for each checkpoint."""
+    cfg = load_config(args.config, args.cfg_options)
+    for i, ckpt in enumerate(args.checkpoints):
+        net = build_student(cfg, ckpt, args.device)
+        inputs = batches(cfg, args.num_batches, args.batch_size, args.data_root,
+                         device=args.device)
+        yield ckpt, checkpoint_epoch(ckpt, i), net, measure(net, inputs)
 
 
 def load_config(config, cfg_options=None):

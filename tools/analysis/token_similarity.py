@@ -7,14 +7,12 @@ DearKD students, Chen et al. CVPR 2022).
 
 Averaged over images; several checkpoints give one line each.
 """
-import argparse
 import os.path as osp
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import student_data  # noqa: E402
@@ -67,25 +65,10 @@ def plot(results, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config')
-    parser.add_argument('checkpoints', nargs='+')
-    parser.add_argument('--out', default='token_similarity.png')
-    parser.add_argument('--num-batches', type=int, default=4)
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--data-root', help='override the data root of the val data')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    args = parser.parse_args(argv)
-    cfg = student_data.load_config(args.config, args.cfg_options)
+    args = student_data.parse_args(__doc__.split('\n')[0], 'token_similarity.png', argv)
     results = []
-    for i, ckpt in enumerate(args.checkpoints):
-        net = student_data.build_student(cfg, ckpt, args.device)
-        inputs = student_data.batches(cfg, args.num_batches, args.batch_size, args.data_root,
-                                      device=args.device)
-        sims = token_similarity(net, inputs)
-        label = f'epoch {student_data.checkpoint_epoch(ckpt, i)}'
-        results.append((label, sims))
+    for ckpt, epoch, _, sims in student_data.per_checkpoint(args, token_similarity):
+        results.append((f'epoch {epoch}', sims))
         print(f'{ckpt}: ' + ' '.join(f'{s:.3f}' for s in sims))
     plot(results, args.out)
     print(f'plot written to {args.out}')
