@@ -4,20 +4,12 @@
 # parameter count is the same), 4x4 patches at 32x32, the same 10% class-balanced subset,
 # 20 epochs, schedule and seeds. Stage 1 in epochs 1-17 (250/300 of 20, rounded), stage 2
 # in 18-20. Hidden pair: the last MHCA block against the ResNet-20's layer3 (64 x 8 x 8).
-_base_ = ['../deit/deit_micro_cifar10.py']
+# Teacher, criterion, hard distillation and alpha: those of deit_micro_distilled_cifar10.py.
+_base_ = ['../deit/deit_micro_distilled_cifar10.py']
 
 model = dict(
-    _delete_=True,
     type='EarlyDistiller',
-    model=dict(type='DearKD', arch=None, embed_dim=128, num_heads=8, depth=4,
-               num_mhca_blocks=3, distilled=True, img_size=32, patch_size=4, num_classes=10,
-               drop_path_rate=0.1),
-    teacher=dict(type='Teacher',
-                 model=dict(type='CifarResNet', depth=20, widths=(16, 32, 64), num_classes=10),
-                 checkpoint='work_dirs/resnet20_cifar10', channels_last=True),
-    criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=0.1),
-    distill_loss=dict(type='HardDistillLoss'),
-    alpha=0.5,
+    model=dict(type='DearKD', num_heads=8, num_mhca_blocks=3),
     hidden_distill=[
         dict(name='layer3', student_layer='blocks.2', teacher_layer='layer3',
              aligner=dict(type='Aligner', teacher_channels=64),
