@@ -46,7 +46,6 @@ def attention_distance(net, inputs):
     grid = net.patch_embed.grid_size[0]
     dist = patch_distances(grid, net.patch_embed.patch_size)
     sums = [0.] * len(net.blocks)
-    count = 0
 
     def hook(index):
         def record(module, args):
@@ -57,15 +56,7 @@ def attention_distance(net, inputs):
         return record
 
     handles = [b.attn.register_forward_pre_hook(hook(i)) for i, b in enumerate(net.blocks)]
-    try:
-        for x in inputs:
-            net.forward_features(x)
-            count += x.shape[0]
-    finally:
-        for h in handles:
-            h.remove()
-    if count == 0:
-        raise ValueError('no batches to measure on')
+    count = student_data.run_hooked(net, inputs, handles)
     return torch.stack([s / count for s in sums]).numpy()
 
 

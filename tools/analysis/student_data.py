@@ -83,3 +83,19 @@ def batches(cfg, num_batches=4, batch_size=32, data_root=None, split='val', devi
         if i >= num_batches:
             break
         yield preprocessor(data, training=False)['inputs'].to(device)
+
+
+def run_hooked(net, inputs, handles):
+    """Run the student over ``inputs`` with its measuring hooks, remove the hooks and
+    return the number of images seen."""
+    count = 0
+    try:
+        for x in inputs:
+            net.forward_features(x)
+            count += x.shape[0]
+    finally:
+        for h in handles:
+            h.remove()
+    if count == 0:
+        raise ValueError('no batches to measure on')
+    return count

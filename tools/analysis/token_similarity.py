@@ -25,7 +25,6 @@ def token_similarity(net, inputs):
     if not getattr(net, 'distilled', False):
         raise ValueError('the student has no distillation token')
     sums = [0.] * (len(net.blocks) + 1)
-    count = 0
 
     def record(index, x):
         sums[index] = sums[index] + F.cosine_similarity(x[:, 0].float(), x[:, 1].float(),
@@ -35,15 +34,7 @@ def token_similarity(net, inputs):
     for i, block in enumerate(net.blocks):
         handles.append(block.register_forward_hook(
             lambda m, args, out, i=i: record(i + 1, out)))
-    try:
-        for x in inputs:
-            net.forward_features(x)
-            count += x.shape[0]
-    finally:
-        for h in handles:
-            h.remove()
-    if count == 0:
-        raise ValueError('no batches to measure on')
+    count = student_data.run_hooked(net, inputs, handles)
     return np.array(sums) / count
 
 
