@@ -41,20 +41,21 @@ class StageProbeHook(Hook):
                 for e, r in self.epochs.items()}
 
 
-def tiny_dearkd_cfg(data_root, work_dir):
-    """configs/dearkd/dearkd_micro_cifar10.py with tiny networks, 10 images, 1 step/epoch."""
+def tiny_dearkd_cfg(data_root, work_dir, batch_size=10, stage_hook=None):
+    """configs/dearkd/dearkd_micro_cifar10.py with tiny networks, 10 images, 1 step/epoch
+    (2 with ``batch_size=5``)."""
     cfg = Config.fromfile(osp.join(CONFIGS, 'dearkd', 'dearkd_micro_cifar10.py'))
     cfg.model.model.update(embed_dim=32, num_heads=4, depth=2, num_mhca_blocks=1)
     cfg.model.teacher.update(model=dict(type='CifarResNet', depth=8, widths=(8, 16, 32),
                                         num_classes=10), checkpoint=None)
     cfg.model.hidden_distill[0].update(student_layer='blocks.0',
                                        aligner=dict(type='Aligner', teacher_channels=32))
-    cfg.train_dataloader.update(batch_size=10, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.update(data_root=data_root, per_class=1)
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     cfg.train_cfg.max_epochs = MAX_EPOCHS
-    cfg.custom_hooks = [dict(type='DistillStageHook', switch_epoch=SWITCH),
+    cfg.custom_hooks = [stage_hook or dict(type='DistillStageHook', switch_epoch=SWITCH),
                         dict(type='StageProbeHook')]
     cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
     cfg.default_hooks.logger.interval = 1
@@ -107,6 +108,40 @@ def test_resumed_run_matches_the_uninterrupted_one(uninterrupted, cifar_tiny, tm
     assert ('switching to stage 2' in log) == (resume_epoch < SWITCH)
 
 
+# By iteration: 2 steps per epoch, stage 2 from the 4th of 8 steps (epoch 2, 2nd step).
+ITER_STAGES = {0: [True, True], 1: [True, False], 2: [False, False], 3: [False, False]}
+
+
+def iter_cfg(data_root, work_dir, **hook):
+    return tiny_dearkd_cfg(data_root, work_dir, batch_size=5,
+                           stage_hook=dict(type='DistillStageHook', **hook))
+
+
+@pytest.mark.parametrize('hook', [dict(switch_iter=3),
+                                  dict(switch_ratio=3 / 8, by_epoch=False)],
+                         ids=['switch_iter', 'switch_ratio'])
+def test_switch_by_iteration(cifar_tiny, tmp_path, hook):
+    summary, log = train(iter_cfg(cifar_tiny, tmp_path / 'run', **hook), tmp_path)
+    assert {e: active for e, (active, _, _) in summary.items()} == ITER_STAGES
+    # The teacher runs in the three stage-1 steps only.
+    assert [calls for _, _, calls in summary.values()] == [2, 1, 0, 0]
+    assert 'stage 1 (with the teacher) in iterations 1-3 of 8' in log
+    assert log.count('iteration 4: switching to stage 2') == 1
+
+
+@pytest.mark.parametrize('resume_epoch', [1, 2])
+def test_switch_by_iteration_after_resume(cifar_tiny, tmp_path, resume_epoch):
+    first = iter_cfg(cifar_tiny, tmp_path / 'run', switch_iter=3)
+    train(first, tmp_path)
+    ckpt = str(tmp_path / 'run' / f'epoch_{resume_epoch}.pth')
+    summary, log = train(iter_cfg(cifar_tiny, tmp_path / 'resumed', switch_iter=3), tmp_path,
+                         '--resume', ckpt)
+    assert {e: active for e, (active, _, _) in summary.items()} == {
+        e: ITER_STAGES[e] for e in range(resume_epoch, MAX_EPOCHS)}
+    stage = 1 if resume_epoch * 2 < 3 else 2
+    assert f'starting at iteration {resume_epoch * 2 + 1} in stage {stage}' in log
+
+
 def fake_runner(epoch, max_epochs, model):
     info = {}
     return SimpleNamespace(epoch=epoch, max_epochs=max_epochs, model=model,
@@ -138,7 +173,13 @@ def test_switch_ratio_and_wrapped_model(max_epochs, epoch, active):
 def test_hook_arguments_and_model_check():
     with pytest.raises(ValueError):
         DistillStageHook()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='exactly one'):
         DistillStageHook(switch_epoch=3, switch_ratio=0.5)
+    with pytest.raises(ValueError, match='exactly one'):
+        DistillStageHook(switch_epoch=3, switch_iter=5)
+    with pytest.raises(ValueError, match='switch_iter must be an integer >= 0, got -1'):
+        DistillStageHook(switch_iter=-1)
+    with pytest.raises(ValueError, match='by_epoch=False'):
+        DistillStageHook(switch_epoch=3, by_epoch=False)
     with pytest.raises(TypeError, match='distill_active'):
         DistillStageHook(switch_epoch=3).before_train(fake_runner(0, 5, nn.Linear(1, 1)))

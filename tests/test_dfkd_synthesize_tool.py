@@ -80,6 +80,12 @@ def test_resume_after_interruptions_gives_every_image_once(tmp_path, teacher_che
     # 3. the restart completes the set
     manifest = tool.main(args)
     assert os.stat(osp.join(out, 'shard_00000.json')).st_mtime_ns == first  # not redone
+    with open(osp.join(str(tmp_path / 'work'), 'synthesize.log')) as f:
+        log = f.read()
+    # one log for all runs; the throughput counts the images each run made, not those
+    # found done (the crashed run made shard 1; shard 2 was made again)
+    assert 'wrote shards [0]: 4 images in' in log
+    assert 'wrote shards [2]: 4 images in' in log and 'images/s on cpu)' in log
     assert not osp.exists(stale)
     assert manifest['num_images'] == 12 and manifest['num_shards'] == 3
     files = [e['file'] for e in manifest['images']]

@@ -153,8 +153,10 @@ def main(argv=None):
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     os.makedirs(s['work_dir'], exist_ok=True)
     # A fresh logger per run: mmengine keeps instances by name, with their first log file.
+    # Appending keeps the record of the runs a resumed synthesis is made of.
     logger = MMLogger.get_instance(f'kdzoo_synthesize_{os.getpid()}_{time.time_ns()}',
-                                   log_file=osp.join(s['work_dir'], 'synthesize.log'))
+                                   log_file=osp.join(s['work_dir'], 'synthesize.log'),
+                                   file_mode='a')
     teacher = MODELS.build(s['teacher']).to(device)
     n_classes = teacher.num_classes(size=synthesizer.size)
     classes = class_names(cfg, s['syn'], n_classes)
@@ -166,9 +168,14 @@ def main(argv=None):
     total = num_shards(s['num_images'], s['batch_size'])
     logger.info(f"rank {rank}/{world}: {s['num_images']} images of {n_classes} classes in "
                 f"{total} shards -> {writer.out}")
+    start = time.perf_counter()
     written = run_shards(synthesizer, teacher, writer, labels, s['batch_size'], rank, world,
                          max_shards=args.max_shards, progress=rank == 0)
-    logger.info(f'rank {rank}: wrote shards {written}')
+    seconds = time.perf_counter() - start
+    made = sum(len(labels[i * s['batch_size']:(i + 1) * s['batch_size']]) for i in written)
+    rate = f'{made / seconds:.2f} images/s' if made else 'nothing new'
+    logger.info(f'rank {rank}: wrote shards {written}: {made} images in {seconds:.1f} s '
+                f'({rate} on {device})')
     if distributed:
         dist.barrier()
     manifest = None
