@@ -13,13 +13,19 @@ Imported by ``kdzoo/__init__.py``, so every entry point gets them.
    runner finds it initialised. gloo sometimes aborts in its own teardown after all work
    is done, failing a finished run; :func:`finish_distributed` ends such a process
    cleanly once every rank has finished.
+4. mmcv-lite has no compiled ops, and mmcv warns on import that its deformable attention
+   is missing; kdzoo never uses it, so that one warning is silenced.
 """
 import os
+import warnings
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from mmengine.logging.history_buffer import HistoryBuffer
+
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``',
+                        category=UserWarning)
 
 _HISTORY_BUFFER_METHODS = frozenset(
     name for name in dir(HistoryBuffer) if not name.startswith('_')

@@ -8,6 +8,7 @@ a scope prefix. Model and optimizer wrappers are the exception, see below.
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
+from mmpretrain import registry as mmpre
 from mmpretrain.registry import (DATA_SAMPLERS as MMPRE_DATA_SAMPLERS,
                                  DATASETS as MMPRE_DATASETS,
                                  HOOKS as MMPRE_HOOKS,
@@ -38,3 +39,19 @@ DATA_SAMPLERS = Registry('data sampler', parent=MMPRE_DATA_SAMPLERS,
 # runner's default scope too (mmpretrain adds no optimizer wrappers of its own).
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           scope=SCOPE, locations=['kdzoo.engine'])
+
+# Registries kdzoo adds nothing to. Without a 'kdzoo' child, a build in the kdzoo scope
+# still finds mmpretrain's entries but warns every time (optimizers, schedulers,
+# visualizers, batch augments...), so each gets an empty child.
+BATCH_AUGMENTS = Registry('batch augment', parent=mmpre.BATCH_AUGMENTS, scope=SCOPE)
+OPTIMIZERS = Registry('optimizer', parent=mmpre.OPTIMIZERS, scope=SCOPE)
+OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
+                                      parent=mmpre.OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
+PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mmpre.PARAM_SCHEDULERS, scope=SCOPE)
+VISBACKENDS = Registry('vis_backend', parent=mmpre.VISBACKENDS, scope=SCOPE)
+VISUALIZERS = Registry('visualizer', parent=mmpre.VISUALIZERS, scope=SCOPE)
+LOG_PROCESSORS = Registry('log processor', parent=mmpre.LOG_PROCESSORS, scope=SCOPE)
+LOOPS = Registry('loop', parent=mmpre.LOOPS, scope=SCOPE)
+EVALUATORS = Registry('evaluator', parent=mmpre.EVALUATORS, scope=SCOPE)
+WEIGHT_INITIALIZERS = Registry('weight initializer', parent=mmpre.WEIGHT_INITIALIZERS,
+                               scope=SCOPE)
