@@ -170,6 +170,14 @@ def test_switch_ratio_and_wrapped_model(max_epochs, epoch, active):
     assert runner.info['distill_stage'] == (1 if active else 2)
 
 
+def test_switch_at_zero_never_runs_the_teacher(cifar_tiny, tmp_path):
+    cfg = tiny_dearkd_cfg(cifar_tiny, tmp_path / 'run',
+                          stage_hook=dict(type='DistillStageHook', switch_ratio=0))
+    summary, log = train(cfg, tmp_path)
+    assert summary == {e: ([False], ['loss_cls'], 0) for e in range(MAX_EPOCHS)}
+    assert f'no stage 1: the teacher is not run in any of the {MAX_EPOCHS} epochs' in log
+
+
 def test_hook_arguments_and_model_check():
     with pytest.raises(ValueError):
         DistillStageHook()

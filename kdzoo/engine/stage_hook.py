@@ -84,9 +84,11 @@ class DistillStageHook(Hook):
         active = self.stage_of(runner)
         unit, total, now = (('epochs', runner.max_epochs, runner.epoch) if self.by_epoch
                             else ('iterations', runner.max_iters, runner.iter))
-        runner.logger.info(f'distillation stages: stage 1 (with the teacher) in {unit} '
-                           f'1-{self.resolve_switch(runner)} of {total}; starting at '
-                           f'{unit[:-1]} {now + 1} in stage {2 - active}')
+        switch = self.resolve_switch(runner)
+        stage1 = (f'stage 1 (with the teacher) in {unit} 1-{switch} of {total}' if switch
+                  else f'no stage 1: the teacher is not run in any of the {total} {unit}')
+        runner.logger.info(f'distillation stages: {stage1}; starting at {unit[:-1]} '
+                           f'{now + 1} in stage {2 - active}')
         self._set(runner, active)
 
     def before_train_epoch(self, runner):
