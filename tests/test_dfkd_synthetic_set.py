@@ -69,6 +69,7 @@ def test_tool_ranks_a_varied_set_above_near_duplicates(tmp_path, capsys):
     assert results[varied]['pairwise'] > 3 * results[duplicates]['pairwise']
     assert results[varied]['nearest_same'] > results[duplicates]['nearest_same']
     assert 0 <= results[varied]['teacher_top1'] <= 100
+    assert results[varied]['bn'] is None  # no manifest: not a tools/synthesize.py output
     assert out.exists() and varied in capsys.readouterr().out
 
 

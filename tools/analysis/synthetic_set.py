@@ -15,15 +15,21 @@ to its ``synthesis.out``. Any class-folder image set can be measured the same wa
 Per set: teacher top-1 on the target labels, the mean probability of the target, and per
 class the mean pairwise distance of the embeddings, the mean distance of each image to
 its nearest neighbour of the same class and to its nearest image of another class
-(averaged over classes).
+(averaged over classes); for a set with a manifest, the mean final BatchNorm-statistics
+loss (R_BN) of its images.
 """
 import argparse
 import glob
 import json
 import os.path as osp
+import sys
 
 import numpy as np
 import torch
+
+# tools/synthesize.py decides the teacher's input normalisation; the same rule applies here.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import synthesize  # noqa: E402
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
@@ -106,11 +112,21 @@ def spread(features, labels):
                 nearest_other=float(np.mean(nearest_other)) if nearest_other else None)
 
 
-def measure(net, layer, items, mean, std, batch_size, device):
+def manifest_bn(root):
+    """Mean final BatchNorm-statistics loss of a synthetic set, from the manifest
+    tools/synthesize.py writes; None for a folder without one (real images)."""
+    path = osp.join(root, 'manifest.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return float(np.mean([entry['bn'] for entry in json.load(f)['images']]))
+
+
+def measure(net, layer, items, mean, std, batch_size, device, root=None):
     labels = torch.tensor([label for _, label in items])
     logits, features = embed(net, layer, items, mean, std, batch_size, device)
     probs = logits.softmax(dim=1)
-    return dict(images=len(items),
+    return dict(images=len(items), bn=manifest_bn(root) if root else None,
                 teacher_top1=100.0 * (probs.argmax(dim=1) == labels).float().mean().item(),
                 target_prob=probs.gather(1, labels[:, None]).mean().item(),
                 **spread(features, labels))
@@ -140,27 +156,28 @@ def main(argv=None):
         raise SystemExit('the config names no classes (synthesis.classes or classes)')
     sets = {root: list_images(root, classes, args.per_class) for root in dirs}
     synth = syn['synthesizer']
-    teacher = MODELS.build(syn.get('teacher') or cfg.model.teacher).to(args.device).eval()
+    teacher_cfg = syn.get('teacher') or cfg.model.teacher
+    mean, std = synthesize.normalisation(cfg, teacher_cfg, synth)
+    teacher = MODELS.build(teacher_cfg).to(args.device).eval()
     net = teacher.model
     layer_name = synth.get('feature_layer') or 'fc'
     check_layer_names(net, [layer_name], owner='teacher')
     layer = dict(net.named_modules())[layer_name]
-    preprocessor = cfg.get('data_preprocessor') or cfg.model.get('data_preprocessor') or {}
-    mean = synth.get('mean') or teacher.mean or preprocessor.get('mean')
-    std = synth.get('std') or teacher.std or preprocessor.get('std')
     mean = torch.tensor(mean, device=args.device).view(1, -1, 1, 1)
     std = torch.tensor(std, device=args.device).view(1, -1, 1, 1)
 
     results = {}
     for root, items in sets.items():
-        results[root] = measure(net, layer, items, mean, std, args.batch_size, args.device)
+        results[root] = measure(net, layer, items, mean, std, args.batch_size, args.device,
+                                root)
     print(f'{"set":<40} {"images":>6} {"teacher top-1":>13} {"p(target)":>9} '
-          f'{"pairwise":>8} {"nn same":>8} {"nn other":>8}')
+          f'{"pairwise":>8} {"nn same":>8} {"nn other":>8} {"R_BN":>7}')
     for root, r in results.items():
         other = f'{r["nearest_other"]:8.3f}' if r['nearest_other'] is not None else '       -'
+        bn = f'{r["bn"]:7.3f}' if r['bn'] is not None else '      -'
         print(f'{root:<40} {r["images"]:>6} {r["teacher_top1"]:>13.2f} '
               f'{r["target_prob"]:>9.3f} {r["pairwise"]:>8.3f} {r["nearest_same"]:>8.3f} '
-              f'{other}')
+              f'{other} {bn}')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(dict(config=args.config, layer=layer_name, sets=results), f, indent=2)
