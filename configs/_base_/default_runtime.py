@@ -7,15 +7,18 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Keyed, so that a child config overrides or removes (None) any of them by name; a
+    # distiller with stages adds distill_stage=dict(type='DistillStageHook', ...).
+    progress_bar=dict(type='ProgressBarHook'),
 )
-custom_hooks = [dict(type='ProgressBarHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-# Works on GPU (NCCL) and CPU (gloo); the teacher is kept out of DDP.
+# Works on GPU (NCCL) and CPU (gloo); the teacher is kept out of DDP, and unused
+# parameters are looked for only when a switched-off term can leave some (connectors).
 model_wrapper_cfg = dict(type='kdzoo.DistillerDDP')
 
 vis_backends = [dict(type='LocalVisBackend')]

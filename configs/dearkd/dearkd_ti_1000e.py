@@ -4,7 +4,6 @@
 _base_ = ['./dearkd_ti.py']
 
 max_epochs = 1000
-switch_epoch = 800
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),
@@ -12,5 +11,4 @@ param_scheduler = [
          end=max_epochs),
 ]
 train_cfg = dict(max_epochs=max_epochs)
-custom_hooks = [dict(type='ProgressBarHook'),
-                dict(type='DistillStageHook', switch_epoch=switch_epoch)]
+default_hooks = dict(distill_stage=dict(switch_epoch=800))

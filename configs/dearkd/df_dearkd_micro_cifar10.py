@@ -29,5 +29,4 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs - 10, eta_min=1e-5, by_epoch=True,
          begin=10, end=max_epochs, convert_to_iter_based=True),
 ]
-custom_hooks = [dict(type='ProgressBarHook'),
-                dict(type='DistillStageHook', switch_ratio=17 / 20)]
+default_hooks = dict(distill_stage=dict(switch_ratio=17 / 20))

@@ -2,12 +2,12 @@
 # (the paper's DeiT-B-distilled-384: 30 epochs, lr 5e-6 x batch/512, weight decay 1e-8,
 # constant lr; the teacher runs at the same 384 resolution). The official code refuses
 # distillation during fine-tuning; here the teacher simply sees the 384 batch.
-# model.model.pretrained: a DeiT-B distilled 224 checkpoint (kdzoo, timm or the official
+# model.student.pretrained: a DeiT-B distilled 224 checkpoint (kdzoo, timm or the official
 # deit_base_distilled_patch16_224-df68dfff.pth); the position embedding is resized
 # bicubically on load.
 _base_ = ['./deit_b_distilled.py']
-model = dict(model=dict(img_size=384,
-                        pretrained='checkpoints/deit_base_distilled_patch16_224-df68dfff.pth'))
+model = dict(student=dict(img_size=384,
+                          pretrained='checkpoints/deit_base_distilled_patch16_224-df68dfff.pth'))
 
 bgr_mean = [103.53, 116.28, 123.675]
 train_pipeline = [

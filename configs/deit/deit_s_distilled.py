@@ -1,3 +1,3 @@
 # DeiT-S with distillation token, hard distillation from RegNetY-16GF, ImageNet-1k, 300 epochs.
 _base_ = ['./deit_ti_distilled.py']
-model = dict(model=dict(arch='small'))
+model = dict(student=dict(arch='small'))

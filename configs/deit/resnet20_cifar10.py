@@ -6,7 +6,7 @@ _base_ = ['../_base_/datasets/cifar10_deit.py', '../_base_/default_runtime.py']
 max_epochs = 5
 model = dict(
     type='Classifier',
-    model=dict(type='CifarResNet', depth=20, widths=(16, 32, 64), num_classes=10),
+    student=dict(type='CifarResNet', depth=20, widths=(16, 32, 64), num_classes=10),
     criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=0.0),
     data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10,
                            mean=[125.307, 122.961, 113.8575], std=[51.5865, 50.847, 51.255],

@@ -11,11 +11,14 @@ class DistillerDDP(MMDistributedDataParallel):
 
     On CPU no ``device_ids`` are passed (DDP rejects them for CPU modules). The teacher's
     parameters and buffers are excluded from DDP: they are never broadcast or
-    all-reduced, since every rank loads the same frozen weights.
+    all-reduced, since every rank loads the same frozen weights. ``find_unused_parameters``
+    defaults to True only for a distiller whose terms have trainable parameters.
     """
 
     def __init__(self, module, detect_anomalous_params=False, broadcast_buffers=False,
-                 **kwargs):
+                 find_unused_parameters=None, **kwargs):
+        if find_unused_parameters is None:
+            find_unused_parameters = leaves_parameters_unused(module)
         if not torch.cuda.is_available() or next(module.parameters()).device.type == 'cpu':
             kwargs.pop('device_ids', None)
             kwargs.pop('output_device', None)
@@ -25,4 +28,12 @@ class DistillerDDP(MMDistributedDataParallel):
             names += [f'teacher.{n}' for n, _ in teacher.named_buffers()]
             self._set_params_and_buffers_to_ignore_for_model(module, names)
         super().__init__(module=module, detect_anomalous_params=detect_anomalous_params,
-                         broadcast_buffers=broadcast_buffers, **kwargs)
+                         broadcast_buffers=broadcast_buffers,
+                         find_unused_parameters=find_unused_parameters, **kwargs)
+
+
+def leaves_parameters_unused(module):
+    """Whether a step can leave trainable parameters without a gradient: those of
+    distillation terms (connectors, losses), which a switched-off term does not use."""
+    terms = getattr(module, 'terms', None)
+    return terms is not None and any(p.requires_grad for p in terms.parameters())

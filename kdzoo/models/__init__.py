@@ -1,13 +1,17 @@
 from .aligner import Aligner
 from .classifier import Classifier
 from .cnn.cifar_resnet import CifarResNet
+from .connectors import ConvConnector
+from .distill_term import DistillTerm
 from .distiller import Distiller
-from .early_distiller import EarlyDistiller
 from .recorder import FeatureRecorder
+from .sources import DEFAULT_BINDINGS, Source, parse_source
 from .students.dearkd import DearKD
 from .students.deit import DeiT
 from .students.mhca import MHCA
+from .students.timm_model import timm_model
 from .teacher import Teacher
 
-__all__ = ['Aligner', 'Classifier', 'CifarResNet', 'DearKD', 'DeiT', 'Distiller',
-           'EarlyDistiller', 'FeatureRecorder', 'MHCA', 'Teacher']
+__all__ = ['Aligner', 'Classifier', 'CifarResNet', 'ConvConnector', 'DEFAULT_BINDINGS',
+           'DearKD', 'DeiT', 'DistillTerm', 'Distiller', 'FeatureRecorder', 'MHCA', 'Source',
+           'Teacher', 'parse_source', 'timm_model']

@@ -24,11 +24,15 @@ def load_state_dict_file(path):
     path = resolve_checkpoint(path)
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     if isinstance(ckpt, dict) and 'state_dict' in ckpt and 'meta' in ckpt:
-        # A kdzoo (mmengine) checkpoint: the trained network lives under 'model.'; a
-        # distiller's teacher under 'teacher.' is not part of it.
+        # A kdzoo (mmengine) checkpoint: the trained network lives under 'student.'
+        # ('model.' before the rename); a distiller's teacher under 'teacher.' is not
+        # part of it.
         state = ckpt['state_dict']
-        net = {k[len('model.'):]: v for k, v in state.items() if k.startswith('model.')}
-        return net or state
+        for prefix in ('student.', 'model.'):
+            net = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if net:
+                return net
+        return state
     for key in ('state_dict', 'model', 'model_ema'):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]

@@ -6,34 +6,77 @@ from mmengine.model import BaseModel
 from kdzoo.registry import MODELS
 
 
+def build_network(cfg):
+    """A network from a config dict or a 'timm:NAME' / 'torchvision:NAME' string."""
+    if isinstance(cfg, str):
+        from .teacher import build_classifier
+        return build_classifier(cfg)
+    return MODELS.build(cfg) if isinstance(cfg, dict) else cfg
+
+
+def has_dist_head(net):
+    """Whether ``net`` has a distillation head (kdzoo's or timm's distilled DeiT)."""
+    if hasattr(net, 'forward_heads'):
+        return bool(getattr(net, 'distilled', False))
+    return getattr(net, 'head_dist', None) is not None
+
+
+def network_heads(net, inputs):
+    """(class logits, distillation logits or None) of any classifier network."""
+    if hasattr(net, 'forward_heads'):
+        return net.forward_heads(inputs)
+    if has_dist_head(net):
+        # timm's distilled DeiT averages its heads outside distilled training mode.
+        tokens = net.forward_features(inputs)
+        return net.head(tokens[:, 0]), net.head_dist(tokens[:, 1])
+    return net(inputs), None
+
+
 @MODELS.register_module()
 class Classifier(BaseModel):
     """An mmengine model around one network trained with the base criterion.
 
     Args:
-        model: config of the network (any registered model, e.g. a DeiT student or a
-            CifarResNet). A network with a ``forward_heads`` method (DeiT) is evaluated
-            per head as well as jointly.
+        student: config of the network being trained (any registered model, e.g. a DeiT
+            student or a CifarResNet, or 'timm:NAME' / ``dict(type='TimmModel', ...)``).
+            It is called ``student`` here too, so that a :class:`Distiller` config can
+            inherit a plain one; when a teacher itself is trained, it is the teacher's
+            network. A network with two heads (kdzoo's DeiT, timm's distilled DeiT) is
+            evaluated per head as well as jointly.
         criterion: the base criterion on true labels (default: plain cross-entropy).
         data_preprocessor: normalisation and batch augmentations (mixup/cutmix).
+
+    Checkpoints saved before ``model`` was renamed ``student`` (keys ``model.*``) load
+    unchanged.
     """
 
-    def __init__(self, model, criterion=None, data_preprocessor=None, init_cfg=None):
+    def __init__(self, student=None, criterion=None, data_preprocessor=None, init_cfg=None,
+                 **kwargs):
+        if 'model' in kwargs:
+            raise TypeError(f"{type(self).__name__}: the network's config is now called "
+                            "'student' (model=dict(student=...)), not 'model'")
+        if kwargs:
+            raise TypeError(f'{type(self).__name__} got unexpected arguments {sorted(kwargs)}')
+        if student is None:
+            raise TypeError(f'{type(self).__name__} needs a student config')
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.model = MODELS.build(model) if isinstance(model, dict) else model
+        self.student = build_network(student)
         self.criterion = MODELS.build(criterion or dict(type='LabelSmoothCrossEntropy'))
+        self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
+
+    def _rename_legacy_keys(self, state_dict, prefix, *args):
+        for key in [k for k in state_dict if k.startswith(prefix + 'model.')]:
+            state_dict[prefix + 'student.' + key[len(prefix + 'model.'):]] = state_dict.pop(key)
 
     @property
     def num_classes(self):
-        return self.model.num_classes
+        return self.student.num_classes
 
     def heads(self, inputs):
         """(class logits, distillation logits or None)."""
-        if hasattr(self.model, 'forward_heads'):
-            return self.model.forward_heads(inputs)
-        return self.model(inputs), None
+        return network_heads(self.student, inputs)
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
         if mode == 'loss':
@@ -41,7 +84,7 @@ class Classifier(BaseModel):
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
-            return self.model(inputs)
+            return self.student(inputs)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     @staticmethod

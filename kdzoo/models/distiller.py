@@ -1,48 +1,238 @@
-"""The Distiller: a student trained on labels and on a frozen teacher's outputs."""
+"""The Distiller: a student trained on labels and on named terms that read a teacher.
+
+A distillation method is a set of named terms (:mod:`kdzoo.models.distill_term`), each a
+registered loss whose arguments are bound to sources (:mod:`kdzoo.models.sources`), plus
+a stage schedule (:class:`~kdzoo.engine.stage_hook.DistillStageHook`) that sets which
+terms are active and with what weight multiplier.
+"""
+import torch
+
 from kdzoo.registry import MODELS
-from .classifier import Classifier
+from .classifier import Classifier, has_dist_head
+from .connectors import fill_sizes, missing_sizes
+from .distill_term import DistillTerm, bind_arguments, build_loss, check_term_keys
+from .recorder import FeatureRecorder, check_layer_names
+
+IDLE_DIST_HEAD = ('labels', None)
+DEIT_TERM = 'distill'
 
 
 @MODELS.register_module()
 class Distiller(Classifier):
-    """Student + Teacher + losses, composed from the config (DeiT, Touvron et al. 2021).
+    """Student + Teacher + named distillation terms, composed from the config.
 
-    The loss is ``(1 - alpha) * criterion(cls_logits, labels) + alpha *
-    distill_loss(dist_logits, teacher_logits)``, logged as ``loss_cls`` and
-    ``loss_distill``. A student without a distillation token distils through its class
-    head (the "usual distillation" of the paper). The teacher sees exactly the student's
+    The loss is ``w_base * criterion(cls_logits, targets) + sum_k weight_k * m_k *
+    term_k``, logged as ``loss_cls`` and ``loss_<name>`` for every active term, where
+    ``m_k`` is the term's stage multiplier (1 unless a stage scheduler sets it, 0 =
+    inactive) and ``w_base = 1 - sum of weight_k * m_k over active terms with mix=True``.
+    ``mix`` is DeiT's convex combination ``(1 - alpha) * base + alpha * distill``
+    (Touvron et al., ICML 2021): while such a term is off, the base criterion gets its
+    full weight back.
+
+    The teacher runs once per step, and only if an active term reads one of its sources;
+    only the layers that active terms read are recorded. It sees exactly the student's
     batch, after mixup/cutmix, as in DeiT.
 
     Args:
-        model: the student's config.
-        teacher: a :class:`Teacher` config; its class count must equal the student's.
-        distill_loss: a logit loss config (``HardDistillLoss``, ``SoftDistillLoss`` or a
-            user's registered loss), or None / 'none' for no distillation.
-        alpha: weight of the distillation term.
+        student: the student's config (see :class:`Classifier`).
+        teacher: a :class:`Teacher` config; needed when a term reads the teacher. When a
+            term reads ``teacher.logits`` its class count must equal the student's.
+        distill: {name: term config}; see :mod:`kdzoo.models.distill_term` for the keys
+            and :mod:`kdzoo.models.sources` for the sources.
+        distill_loss: DeiT's one-line form: a logit loss (``HardDistillLoss``,
+            ``SoftDistillLoss`` or a user's) that becomes the term ``distill`` with
+            ``weight=alpha, mix=True``, reading ``student.logits`` and ``teacher.logits``
+            (by argument name, else as its first two arguments). None / 'none': no such
+            term.
+        alpha: the weight of that term, in [0, 1].
+        idle_dist_head: what trains a distillation head that no active term reads (e.g.
+            in DearKD's second stage, Chen et al. CVPR 2022): 'labels' (``loss_cls`` is
+            then the mean of both heads' criterion, so the joint classifier stays
+            consistent) or None (the head is left untrained).
         criterion, data_preprocessor: as in :class:`Classifier`.
     """
 
-    def __init__(self, model, teacher, distill_loss=dict(type='HardDistillLoss'), alpha=0.5,
-                 criterion=None, data_preprocessor=None, init_cfg=None):
-        super().__init__(model, criterion, data_preprocessor, init_cfg)
+    def __init__(self, student=None, teacher=None, distill=None, distill_loss=None, alpha=0.5,
+                 idle_dist_head='labels', criterion=None, data_preprocessor=None,
+                 init_cfg=None, **kwargs):
+        legacy = sorted(set(kwargs) & {'hidden_distill', 'stage2_dist_target'})
+        if legacy:
+            raise TypeError(f'Distiller: {legacy} were replaced by named terms: write each '
+                            'hidden pair as a term in distill=dict(NAME=dict(loss=..., '
+                            "inputs=..., connectors=...)) and stage2_dist_target as "
+                            'idle_dist_head (see README.md, "Distillation terms")')
+        super().__init__(student, criterion, data_preprocessor, init_cfg, **kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f'alpha must be in [0, 1], got {alpha}')
+        if idle_dist_head not in IDLE_DIST_HEAD:
+            raise ValueError(f'idle_dist_head must be one of {IDLE_DIST_HEAD}, got '
+                             f'{idle_dist_head!r}')
+        self.idle_dist_head = idle_dist_head
+        self.teacher = MODELS.build(teacher) if teacher is not None else None
+        specs = self._term_specs(distill, distill_loss, alpha)
+        bindings = {name: self._bind(name, spec) for name, spec in specs.items()}
+        self._check_sources(bindings)
+        self._make_recorders(bindings)
+        shapes = self._layer_shapes(specs, bindings)
+        terms = {}
+        for name, spec in specs.items():
+            loss, bound = bindings[name]
+            terms[name] = DistillTerm(name, loss, bound,
+                                      self._connectors(name, spec, bound, shapes),
+                                      spec.get('weight', 1.0), spec.get('mix', False))
+        self.terms = torch.nn.ModuleDict(terms)
+        mixed = sum(t.weight for t in self.terms.values() if t.mix)
+        if mixed > 1.0 + 1e-9:
+            raise ValueError(f'the weights of the mix=True terms add up to {mixed}; they share '
+                             "the base criterion's weight and must add up to at most 1")
+        self._multipliers = {name: 1.0 for name in self.terms}
+        if any(t.reads('teacher.logits') for t in self.terms.values()):
+            self._check_classes()
+
+    # ----- building -----------------------------------------------------------------------
+    @staticmethod
+    def _term_specs(distill, distill_loss, alpha):
+        specs = {}
         if distill_loss == 'none':
             distill_loss = None
-        self.teacher = MODELS.build(teacher)
-        self.distill_loss = MODELS.build(distill_loss) if distill_loss is not None else None
-        self.alpha = alpha
-        #: Switched off by a stage scheduler; when False the teacher is not run at all.
-        self.distill_active = self.distill_loss is not None
-        self._check_classes()
+        if distill_loss is not None:
+            specs[DEIT_TERM] = dict(loss=distill_loss, weight=alpha, mix=True,
+                                    positional=('student.logits', 'teacher.logits'))
+        for name, cfg in dict(distill or {}).items():
+            if name in specs:
+                raise ValueError(f"distillation term {name!r} is also made by distill_loss; "
+                                 'give it another name or drop distill_loss')
+            if cfg is None:  # a child config removes an inherited term
+                continue
+            cfg = dict(cfg)
+            check_term_keys(name, cfg)
+            specs[name] = cfg
+        return specs
+
+    def _bind(self, name, spec):
+        loss = build_loss(name, spec['loss'])
+        bound = bind_arguments(name, loss, dict(spec.get('inputs') or {}),
+                               spec.get('positional', ()))
+        return loss, bound
+
+    def _networks(self):
+        nets = {'student': self.student}
+        if self.teacher is not None:
+            nets['teacher'] = self.teacher.model
+        return nets
+
+    def _check_sources(self, bindings):
+        nets = self._networks()
+        for name, (_, bound) in bindings.items():
+            for argument, source in bound.items():
+                where = f'distillation term {name!r}, input {argument!r}'
+                if source.network == 'teacher' and self.teacher is None:
+                    raise ValueError(f'{where} reads {source.text!r} but the Distiller has no '
+                                     'teacher; give model.teacher')
+                if source.text == 'student.dist_logits' and not has_dist_head(self.student):
+                    raise ValueError(f'{where} reads student.dist_logits but the student '
+                                     f'({type(self.student).__name__}) has no distillation '
+                                     'head; read student.logits (its class head) instead')
+                if source.is_layer:
+                    check_layer_names(nets[source.network], [source.module], source.network)
+
+    def _make_recorders(self, bindings):
+        keys = {'student': [], 'teacher': []}
+        for _, bound in bindings.values():
+            for source in bound.values():
+                if source.is_layer:
+                    keys[source.network].append(source.record_key)
+        self.student_recorder = FeatureRecorder(self.student, keys['student'], owner='student')
+        self.teacher_recorder = (FeatureRecorder(self.teacher.model, keys['teacher'],
+                                                 owner='teacher', detach=True)
+                                 if self.teacher is not None else None)
+
+    @torch.no_grad()
+    def _layer_shapes(self, specs, bindings):
+        """{source text: shape} of every layer source, from one dry forward of both
+        networks, made only when a connector needs its sizes filled in."""
+        needs = any(missing_sizes(c) for s in specs.values()
+                    for c in (s.get('connectors') or {}).values())
+        if not needs:
+            return {}
+        size = input_size(self.student)
+        param = next(self.student.parameters())
+        x = torch.zeros(1, 3, *size, device=param.device)
+        was = self.student.training
+        self.student.eval()
+        try:
+            with self.student_recorder.recording() as feats:
+                self.heads(x)
+            shapes = {f'student.{k}': tuple(v.shape) for k, v in feats.items()}
+            if self.teacher is not None:
+                with self.teacher_recorder.recording() as feats:
+                    self.teacher_logits(x)
+                shapes.update({f'teacher.{k}': tuple(v.shape) for k, v in feats.items()})
+        finally:
+            self.student.train(was)
+        self.student_recorder.outputs = {}
+        if self.teacher_recorder is not None:
+            self.teacher_recorder.outputs = {}
+        return shapes
+
+    def _connectors(self, name, spec, bound, shapes):
+        connectors = {}
+        for argument, cfg in dict(spec.get('connectors') or {}).items():
+            if argument not in bound:
+                raise ValueError(f'distillation term {name!r}: connector for {argument!r}, '
+                                 f'which is not one of its inputs {sorted(bound)}')
+            source = bound[argument]
+            if not source.is_layer:
+                raise ValueError(f'distillation term {name!r}: a connector applies to a layer '
+                                 f'source, not to {source.text!r}')
+            cfg = dict(cfg)
+            if missing_sizes(cfg):
+                others = [s for a, s in bound.items()
+                          if a != argument and s.is_layer and s.network != source.network]
+                other = shapes.get(others[0].text) if len(others) == 1 else None
+                net = self._networks()[source.network]
+                cfg = fill_sizes(cfg, shapes[source.text], other,
+                                 getattr(net, 'num_prefix_tokens', 0))
+            connectors[argument] = MODELS.build(cfg)
+        return connectors
 
     def _check_classes(self):
-        size = getattr(getattr(self.model, 'patch_embed', None), 'img_size', None)
-        n_teacher = self.teacher.num_classes(size=size)
+        size = input_size(self.student)
+        n_teacher = self.teacher.num_classes(size=size[-1])
         if n_teacher != self.num_classes:
             raise ValueError(f'teacher predicts {n_teacher} classes but the student '
                              f'{self.num_classes}; set num_classes of both to the same value')
 
+    # ----- stages -------------------------------------------------------------------------
+    def set_stage(self, multipliers=None):
+        """Set every term's weight multiplier: ``{name: m}`` (terms left out are off, m = 0
+        is off) or None for all terms at 1. The one way to change the stage."""
+        if multipliers is None:
+            multipliers = {name: 1.0 for name in self.terms}
+        unknown = set(multipliers) - set(self.terms)
+        if unknown:
+            raise ValueError(f'no distillation terms named {sorted(unknown)}; the terms are '
+                             f'{list(self.terms)}')
+        for name, m in multipliers.items():
+            if not isinstance(m, (int, float)) or m < 0:
+                raise ValueError(f'the multiplier of term {name!r} must be a number >= 0, '
+                                 f'got {m!r}')
+        self._multipliers = {name: float(multipliers.get(name, 0.0)) for name in self.terms}
+
+    @property
+    def stage(self):
+        """{term name: multiplier} in force."""
+        return dict(self._multipliers)
+
+    @property
+    def distill_active(self):
+        """Whether any term is active (the teacher may run)."""
+        return any(m > 0 for m in self._multipliers.values())
+
+    def active_terms(self):
+        return {n: t for n, t in self.terms.items() if self._multipliers[n] > 0}
+
+    # ----- the loss -----------------------------------------------------------------------
     def teacher_logits(self, inputs):
         pre = self.data_preprocessor
         mean = pre.mean if getattr(pre, '_enable_normalize', False) else None
@@ -50,10 +240,63 @@ class Distiller(Classifier):
         return self.teacher(inputs, mean, std)
 
     def loss(self, inputs, data_samples):
-        cls_logits, dist_logits = self.heads(inputs)
-        base = self.criterion(cls_logits, self.targets(data_samples))
-        if not self.distill_active:
-            return dict(loss_cls=base)
-        student_logits = dist_logits if dist_logits is not None else cls_logits
-        distill = self.distill_loss(student_logits, self.teacher_logits(inputs))
-        return dict(loss_cls=(1 - self.alpha) * base, loss_distill=self.alpha * distill)
+        active = self.active_terms()
+        sources = set().union(*(t.sources for t in active.values())) if active else set()
+        layer_keys = {net: [s.record_key for s in sources if s.is_layer and s.network == net]
+                      for net in ('student', 'teacher')}
+        with self.student_recorder.recording(layer_keys['student']):
+            cls_logits, dist_logits = self.heads(inputs)
+        values = {'student.cls_logits': cls_logits, 'student.dist_logits': dist_logits,
+                  'student.logits': dist_logits if dist_logits is not None else cls_logits}
+        if any(s.network == 'teacher' for s in sources):
+            with self.teacher_recorder.recording(layer_keys['teacher']):
+                values['teacher.logits'] = self.teacher_logits(inputs)
+        targets = self.targets(data_samples)
+        values['targets'] = targets
+        if any(s.text == 'labels' for s in sources):
+            values['labels'] = torch.cat([s.gt_label for s in data_samples])
+
+        def lookup(source):
+            if source.is_layer:
+                recorder = (self.student_recorder if source.network == 'student'
+                            else self.teacher_recorder)
+                return recorder.get(source.record_key)
+            return values[source.text]
+
+        base = self.criterion(cls_logits, targets)
+        reads_dist = any(t.reads('student.dist_logits', 'student.logits')
+                         for t in active.values())
+        if dist_logits is not None and self.idle_dist_head == 'labels' and not reads_dist:
+            base = (base + self.criterion(dist_logits, targets)) / 2
+        mixed = sum(t.weight * self._multipliers[n] for n, t in active.items() if t.mix)
+        losses = dict(loss_cls=(1 - mixed) * base)
+        for name, term in active.items():
+            losses[f'loss_{name}'] = term.weight * self._multipliers[name] * term(lookup)
+        # Release the recorded tensors now rather than at the next step.
+        self.student_recorder.outputs = {}
+        if self.teacher_recorder is not None:
+            self.teacher_recorder.outputs = {}
+        return losses
+
+    def _rename_legacy_keys(self, state_dict, prefix, *args):
+        # EarlyDistiller kept its hidden pairs' aligners as aligners.<i>, in order.
+        super()._rename_legacy_keys(state_dict, prefix, *args)
+        connected = [(n, a) for n, t in self.terms.items() for a in t.connectors]
+        for key in [k for k in state_dict if k.startswith(prefix + 'aligners.')]:
+            index, _, rest = key[len(prefix + 'aligners.'):].partition('.')
+            if index.isdigit() and int(index) < len(connected):
+                name, argument = connected[int(index)]
+                new = f'{prefix}terms.{name}.connectors.{argument}.{rest}'
+                state_dict[new] = state_dict.pop(key)
+
+
+def input_size(net, default=224):
+    """(H, W) that ``net`` takes: its patch embedding's image size, timm's pretrained
+    input size, else ``default``."""
+    size = getattr(getattr(net, 'patch_embed', None), 'img_size', None)
+    if size is None:
+        cfg = getattr(net, 'pretrained_cfg', None) or {}
+        size = cfg.get('input_size', (3, default, default))[1:]
+    if isinstance(size, int):
+        size = (size, size)
+    return tuple(size)

@@ -1,8 +1,8 @@
-"""Recording intermediate outputs of a network by module name, with forward hooks.
+"""Recording intermediate outputs (or inputs) of a network by module name, with hooks.
 
-Used by the early distiller (DearKD, Chen et al. CVPR 2022) to read a CNN teacher's
-intermediate feature maps and a student's intermediate tokens from the forward passes that
-compute the logits, so no network runs twice.
+Used by the Distiller's layer sources (e.g. DearKD, Chen et al. CVPR 2022: a CNN
+teacher's intermediate feature maps and a student's intermediate tokens) to read them from
+the forward passes that compute the logits, so no network runs twice.
 """
 import difflib
 from contextlib import contextmanager
@@ -28,42 +28,61 @@ class FeatureRecorder:
     """Keeps the outputs of the named submodules of ``module`` while recording is on.
 
     Recording is off by default so that evaluation and plain forwards keep no tensors
-    alive; turn it on around a forward with :meth:`recording`. Names are checked when the
-    recorder is made (at model build time, before any training step).
+    alive; turn it on around a forward with :meth:`recording`, optionally for a subset of
+    the names (the layers that the active distillation terms read). Names are checked
+    when the recorder is made (at model build time, before any training step).
 
     Args:
         module: the network to record from.
-        names: submodule names, as listed by ``module.named_modules()``.
+        names: submodule names, as listed by ``module.named_modules()``; ``NAME:input``
+            records the first positional input of NAME instead of its output.
         owner: what the network is ('teacher', 'student'), for error messages.
         detach: record detached outputs (for a frozen teacher).
     """
 
     def __init__(self, module, names, owner='model', detach=False):
         names = list(dict.fromkeys(names))
-        check_layer_names(module, names, owner)
+        check_layer_names(module, [n.split(':')[0] for n in names], owner)
         self.names = names
         self.owner = owner
         self.detach = detach
         self.active = False
+        self.wanted = set(names)
         self.outputs = {}
         modules = dict(module.named_modules())
-        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
+        self._handles = []
+        for n in names:
+            layer, _, port = n.partition(':')
+            if port == 'input':
+                handle = modules[layer].register_forward_pre_hook(self._input_hook(n))
+            else:
+                handle = modules[layer].register_forward_hook(self._output_hook(n))
+            self._handles.append(handle)
 
-    def _hook(self, name):
+    def _keep(self, name, value, what):
+        if not self.active or name not in self.wanted:
+            return
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f'{self.owner} layer {name!r} {what} {type(value).__name__}, not '
+                            'a tensor; record a layer whose output (or input) is a tensor')
+        self.outputs[name] = value.detach() if self.detach else value
+
+    def _output_hook(self, name):
         def hook(module, inputs, output):
-            if not self.active:
-                return
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(f'{self.owner} layer {name!r} returns {type(output).__name__}, '
-                                'not a tensor; record a layer that outputs a tensor')
-            self.outputs[name] = output.detach() if self.detach else output
+            self._keep(name, output, 'returns')
+        return hook
+
+    def _input_hook(self, name):
+        def hook(module, inputs):
+            self._keep(name, inputs[0] if inputs else None, 'takes')
         return hook
 
     @contextmanager
-    def recording(self):
-        """Record during the ``with`` block; the outputs stay in :attr:`outputs` after it
-        until the next recording starts."""
+    def recording(self, names=None):
+        """Record ``names`` (default: all) during the ``with`` block; the outputs stay in
+        :attr:`outputs` after it until the next recording starts."""
         self.outputs = {}
+        self.wanted = set(self.names if names is None else names)
         self.active = True
         try:
             yield self.outputs

@@ -1,9 +1,11 @@
 # DeiT-Ti with the distillation token and hard distillation from RegNetY-16GF
 # (timm 'regnety_160'; DeiT's teacher weights: https://dl.fbaipublicfiles.com/deit/regnety_160-a5fe301d.pth).
+# distill_loss + alpha is the one-line form of the term 'distill' (mix=True: the base
+# criterion weighs 1 - alpha).
 model = dict(
     type='Distiller',
-    model=dict(type='DeiT', arch='tiny', distilled=True, img_size=224, patch_size=16,
-               num_classes=1000, drop_path_rate=0.1),
+    student=dict(type='DeiT', arch='tiny', distilled=True, img_size=224, patch_size=16,
+                 num_classes=1000, drop_path_rate=0.1),
     teacher=dict(type='Teacher', model='timm:regnety_160',
                  checkpoint='checkpoints/regnety_160-a5fe301d.pth', channels_last=True),
     criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=0.1),

@@ -11,6 +11,8 @@ optim_wrapper = dict(
             '.cls_token': dict(decay_mult=0.0),
             '.dist_token': dict(decay_mult=0.0),
             '.pos_embed': dict(decay_mult=0.0),
+            # MHCA's positional term, like pos_embed (DearKD students).
+            '.rel_pos_weight': dict(decay_mult=0.0),
         }),
 )
 param_scheduler = [

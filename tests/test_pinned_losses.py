@@ -1,0 +1,85 @@
+"""Every shipped config gives the loss terms it gave before distillation became named
+terms (values pinned in tests/data/pinned_losses.json with the code of that time).
+
+Weights are set from the parameter's name alone (a seed per name), so the networks are the
+same whatever order they are built in; the inputs, labels and mixed targets are fixed.
+Stage 2 is pinned for the configs with a stage schedule.
+"""
+import json
+import os.path as osp
+import zlib
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmpretrain.structures import DataSample
+
+from conftest import REPO
+from kdzoo.registry import MODELS
+
+PINS = json.load(open(osp.join(REPO, 'tests', 'data', 'pinned_losses.json')))
+PINNED = sorted(k for k, v in PINS.items() if 'values' in v)
+
+
+def init_by_name(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            r = torch.randn(p.shape, generator=torch.Generator().manual_seed(
+                zlib.crc32(name.encode())))
+            if p.dim() >= 2:
+                p.copy_(r / (p[0].numel() ** 0.5))
+            else:
+                p.copy_(0.1 * r + (1.0 if name.endswith('weight') else 0.0))
+
+
+def fixed_batch(size, num_classes):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, size, size, generator=g)
+    labels = [DataSample().set_gt_label(i * 3 % num_classes) for i in range(2)]
+    scores = [DataSample().set_gt_score(torch.softmax(torch.randn(num_classes, generator=g), 0))
+              for _ in range(2)]
+    return x, dict(labels=labels, scores=scores)
+
+
+def build(config):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    model_cfg = cfg.model
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    if model_cfg.get('teacher'):
+        model_cfg.teacher.checkpoint = None
+    model_cfg.student.pop('pretrained', None)
+    DefaultScope.get_instance(f'pin_{zlib.crc32(config.encode())}', scope_name='kdzoo')
+    return MODELS.build(model_cfg).eval()
+
+
+def test_every_config_with_a_model_is_pinned():
+    import glob
+    configs = sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', 'de*',
+                                                                        '*.py')))
+    assert configs == sorted(PINS)
+
+
+@pytest.mark.parametrize('config', PINNED)
+def test_loss_terms_match_the_pinned_values(config):
+    pin = PINS[config]
+    model = build(config)
+    init_by_name(model)
+    x, samples = fixed_batch(pin['size'], model.num_classes)
+    for key, expected in pin['values'].items():
+        stage, targets = key.split('/')
+        if hasattr(model, 'set_stage'):
+            model.set_stage(None if stage == 'stage1' else {})
+        with torch.no_grad():
+            got = {k: float(v) for k, v in model.loss(x, samples[targets]).items()}
+        assert set(got) == set(expected), key
+        for term, value in expected.items():
+            assert got[term] == pytest.approx(value, rel=1e-5, abs=1e-7), (key, term)
+
+
+@pytest.mark.parametrize('config', sorted(k for k, v in PINS.items() if 'same_as' in v))
+def test_configs_sharing_a_pin_build_the_same_model(config):
+    def model_cfg(path):
+        cfg = Config.fromfile(osp.join(REPO, path))
+        return cfg.model.to_dict()
+    assert model_cfg(config) == model_cfg(PINS[config]['same_as'])
