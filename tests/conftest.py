@@ -53,9 +53,9 @@ def make_small_copy(src, dst, n_train=20, n_test=10):
 @pytest.fixture(scope='session')
 def cifar_mini(tmp_path_factory):
     """The shipped subset (500 train / 100 test per class), unpacked once per session."""
-    unpack = load_tool('prepare_cifar10').unpack
+    from kdzoo.apis import unpack_archive
     out = str(tmp_path_factory.mktemp('data') / 'cifar10_mini')
-    unpack(ARCHIVE, out)
+    unpack_archive(ARCHIVE, out)
     return out
 
 
@@ -104,7 +104,7 @@ def cifar_cfg(name, data_root, work_dir, batch_size=16, max_epochs=1, per_class=
     cfg.train_cfg.val_interval = max_epochs + 100  # no validation unless asked
     cfg.default_hooks.logger.interval = 1
     if not progress_bar:
-        cfg.custom_hooks = []
+        cfg.default_hooks.progress_bar.disable = True
     cfg.env_cfg.dist_cfg = dict(backend='gloo')
     cfg.merge_from_dict(options)
     return cfg
@@ -123,7 +123,7 @@ def write_tiny_distill_config(path, data_root, teacher_checkpoint=None, per_clas
     text = textwrap.dedent(f'''
         _base_ = [{config_path('deit_ti_distilled_cifar10')!r}]
         model = dict(
-            model=dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0),
+            student=dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0),
             teacher=dict(model=dict(depth=8, widths=(8, 16, 32)),
                          checkpoint={teacher_checkpoint!r}))
         train_dataloader = dict(batch_size={batch_size}, num_workers=0,
@@ -134,8 +134,7 @@ def write_tiny_distill_config(path, data_root, teacher_checkpoint=None, per_clas
                               dataset=dict(data_root={str(data_root)!r}))
         test_dataloader = val_dataloader
         train_cfg = dict(max_epochs={max_epochs}, val_interval=100)
-        custom_hooks = []
-        default_hooks = dict(logger=dict(interval=1))
+        default_hooks = dict(logger=dict(interval=1), progress_bar=dict(disable=True))
         env_cfg = dict(dist_cfg=dict(backend='gloo'))
     ''') + textwrap.dedent(extra)
     with open(path, 'w') as f:

@@ -18,7 +18,7 @@ def teacher_run(cifar_mini, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('cifar_teacher')
     cfg = cifar_cfg('resnet20_cifar10', cifar_mini, work_dir, batch_size=50,
                     max_epochs=TEACHER_EPOCHS, per_class=200, randomness=dict(seed=0))
-    cfg.model.model = tiny_resnet()
+    cfg.model.student = tiny_resnet()
     cfg.train_cfg.val_interval = TEACHER_EPOCHS
     cfg.val_dataloader.batch_size = 100
     runner = build_runner(cfg)
@@ -35,7 +35,7 @@ def student_run(teacher_run, cifar_mini, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('cifar_student')
     cfg = cifar_cfg('deit_ti_distilled_cifar10', cifar_mini, work_dir, batch_size=50,
                     max_epochs=STUDENT_EPOCHS, per_class=100, randomness=dict(seed=0))
-    cfg.model.model = tiny_deit(embed_dim=64, num_heads=4, drop_path_rate=0.1)
+    cfg.model.student = tiny_deit(embed_dim=64, num_heads=4, drop_path_rate=0.1)
     cfg.model.teacher.model = tiny_resnet()
     cfg.model.teacher.checkpoint = teacher_dir
     cfg.train_cfg.val_interval = STUDENT_EPOCHS

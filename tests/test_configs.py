@@ -66,7 +66,7 @@ def test_paper_recipe(name):
     model = cfg.model
     assert model.criterion.type == 'LabelSmoothCrossEntropy'
     assert model.criterion.label_smoothing == pytest.approx(0.1)
-    student = model.model
+    student = model.student
     assert student.type == 'DeiT' and student.drop_path_rate == pytest.approx(0.1)
     assert student.img_size == 224 and student.patch_size == 16
     assert student.num_classes == 1000
@@ -105,8 +105,8 @@ def check_augmentations(cfg, crop):
 def test_384_finetune_recipe():
     cfg = load('deit_b_distilled_384_ft')
     model = cfg.model
-    assert model.model.img_size == 384 and model.model.arch == 'base'
-    assert model.model.distilled is True
+    assert model.student.img_size == 384 and model.student.arch == 'base'
+    assert model.student.distilled is True
     # Distillation stays on during fine-tuning.
     assert model.type == 'Distiller' and model.distill_loss.type == 'HardDistillLoss'
     assert model.teacher.model == 'timm:regnety_160'
@@ -118,7 +118,7 @@ def test_384_finetune_recipe():
     assert cfg.param_scheduler[0].end == 30
     assert cfg.auto_scale_lr.base_batch_size == 8 * cfg.train_dataloader.batch_size
     # Starts from the 224 model: DeiT's ``pretrained`` weights or the runner's load_from.
-    assert model.model.get('pretrained') or cfg.load_from
+    assert model.student.get('pretrained') or cfg.load_from
     check_augmentations(cfg, crop=384)
     assert cfg.val_dataloader.dataset.pipeline[1].scale == 384
 
@@ -144,15 +144,15 @@ def test_config_builds_and_runs_loss_forward(name, cifar_mini):
     model_cfg = cfg.model
     if 'teacher' in model_cfg:
         model_cfg.teacher.checkpoint = None
-    model_cfg.model.pop('pretrained', None)  # weights files are not available here
+    model_cfg.student.pop('pretrained', None)  # weights files are not available here
     model_cfg.data_preprocessor = cfg.data_preprocessor
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     arch, dim, heads = width_of(name)
-    assert model.model.embed_dim == dim
-    assert model.model.blocks[0].attn.num_heads == heads and len(model.model.blocks) == 12
+    assert model.student.embed_dim == dim
+    assert model.student.blocks[0].attn.num_heads == heads and len(model.student.blocks) == 12
     size = size_of(name)
-    assert model.model.patch_embed.img_size == size
+    assert model.student.patch_embed.img_size == size
     if 'teacher' in model_cfg:
         assert type(model.teacher.model).__name__ == 'RegNet'
         assert all(not p.requires_grad for p in model.teacher.parameters())

@@ -57,7 +57,7 @@ def write_user_config(folder, data_root, work_dir, scale=2.0, alpha=0.4,
         custom_imports = dict(imports=[{module!r}], allow_failed_imports=False)
         work_dir = {str(work_dir)!r}
         model = dict(
-            model=dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0),
+            student=dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0),
             teacher=dict(model=dict(depth=8, widths=(8, 16, 32)), checkpoint=None),
             distill_loss=dict(_delete_=True, type={USER_LOSS!r}, scale={scale}),
             alpha={alpha})
@@ -67,8 +67,7 @@ def write_user_config(folder, data_root, work_dir, scale=2.0, alpha=0.4,
                               dataset=dict(data_root={str(data_root)!r}))
         test_dataloader = val_dataloader
         train_cfg = dict(max_epochs=1, val_interval=100)
-        custom_hooks = []
-        default_hooks = dict(logger=dict(interval=1))
+        default_hooks = dict(logger=dict(interval=1), progress_bar=dict(disable=True))
     ''')
     path = folder / 'my_distill_config.py'
     path.write_text(text)
@@ -85,13 +84,13 @@ def tiny_batch(n=4, seed=0):
 
 def check_user_loss_in_model(model, scale, alpha):
     user_cls = sys.modules[USER_MODULE].__dict__[USER_LOSS]
-    assert isinstance(model.distill_loss, user_cls)
-    assert model.distill_loss.scale == scale
+    assert isinstance(model.terms.distill.loss, user_cls)
+    assert model.terms.distill.loss.scale == scale
     model.train()
     x, samples = tiny_batch()
     losses = model.loss(x, samples)
     assert set(losses) == {'loss_cls', 'loss_distill'}
-    _, dist = model.model.forward_heads(x)
+    _, dist = model.student.forward_heads(x)
     teacher = model.teacher_logits(x)
     want = alpha * user_formula(dist, teacher, scale)
     assert losses['loss_distill'].item() == pytest.approx(want.item(), rel=1e-5)

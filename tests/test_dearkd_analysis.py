@@ -85,8 +85,8 @@ def test_token_similarity_matches_a_direct_computation():
 
 
 def test_command_lines_write_plots(cifar_tiny, tmp_path):
-    options = ['model.model.embed_dim=32', 'model.model.num_heads=4', 'model.model.depth=2',
-               'model.model.num_mhca_blocks=1']
+    options = ['model.student.embed_dim=32', 'model.student.num_heads=4', 'model.student.depth=2',
+               'model.student.num_mhca_blocks=1']
     net = MODELS.build(dict(type='DearKD', arch=None, embed_dim=32, num_heads=4, depth=2,
                             num_mhca_blocks=1, img_size=32, patch_size=4, num_classes=10))
     ckpts = []

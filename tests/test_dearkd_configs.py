@@ -9,6 +9,7 @@ from mmpretrain.structures import DataSample
 
 from conftest import CONFIGS, REPO, load_tool
 from kdzoo.models.students.mhca import MHCA
+from kdzoo.engine.ddp import leaves_parameters_unused
 from kdzoo.registry import MODELS
 
 torch.set_num_threads(1)
@@ -38,11 +39,12 @@ def test_config_builds_and_runs_one_step(name, width, heads, switch, epochs, siz
     cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).train()
-    net = model.model
+    net = model.student
     assert net.embed_dim == width and net.blocks[0].attn.num_heads == heads
     assert isinstance(net.blocks[0].attn, MHCA) and net.distilled
     assert cfg.train_cfg.max_epochs == epochs
-    (hook,) = [h for h in cfg.custom_hooks if h.type == 'DistillStageHook']
+    hook = cfg.default_hooks.distill_stage
+    assert hook.type == 'DistillStageHook'
     resolved = hook.get('switch_epoch')
     if resolved is None:
         resolved = int(round(hook.switch_ratio * epochs))
@@ -50,7 +52,8 @@ def test_config_builds_and_runs_one_step(name, width, heads, switch, epochs, siz
     cosine = cfg.param_scheduler[-1]
     assert cosine.end == epochs
     assert '.rel_pos_weight' in cfg.optim_wrapper.paramwise_cfg.custom_keys
-    assert cfg.model_wrapper_cfg.find_unused_parameters
+    # Stage 2 leaves the aligner without gradients: DDP is told so without a config line.
+    assert leaves_parameters_unused(model)
     x = torch.randn(1, 3, size, size)
     losses = model.loss(x, [DataSample().set_gt_label(3)])
     assert set(losses) == {'loss_cls', 'loss_distill', hidden}

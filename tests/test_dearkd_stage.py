@@ -45,18 +45,19 @@ def tiny_dearkd_cfg(data_root, work_dir, batch_size=10, stage_hook=None):
     """configs/dearkd/dearkd_micro_cifar10.py with tiny networks, 10 images, 1 step/epoch
     (2 with ``batch_size=5``)."""
     cfg = Config.fromfile(osp.join(CONFIGS, 'dearkd', 'dearkd_micro_cifar10.py'))
-    cfg.model.model.update(embed_dim=32, num_heads=4, depth=2, num_mhca_blocks=1)
+    cfg.model.student.update(embed_dim=32, num_heads=4, depth=2, num_mhca_blocks=1)
     cfg.model.teacher.update(model=dict(type='CifarResNet', depth=8, widths=(8, 16, 32),
                                         num_classes=10), checkpoint=None)
-    cfg.model.hidden_distill[0].update(student_layer='blocks.0',
-                                       aligner=dict(type='Aligner', teacher_channels=32))
+    cfg.model.distill.hidden_layer3.inputs.student_features = 'student.blocks.0'
     cfg.train_dataloader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.update(data_root=data_root, per_class=1)
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     cfg.train_cfg.max_epochs = MAX_EPOCHS
-    cfg.custom_hooks = [stage_hook or dict(type='DistillStageHook', switch_epoch=SWITCH),
-                        dict(type='StageProbeHook')]
+    cfg.default_hooks.distill_stage = stage_hook or dict(type='DistillStageHook',
+                                                         switch_epoch=SWITCH)
+    cfg.default_hooks.progress_bar.disable = True
+    cfg.custom_hooks = [dict(type='StageProbeHook')]
     cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
     cfg.default_hooks.logger.interval = 1
     cfg.env_cfg.dist_cfg = dict(backend='gloo')
@@ -142,12 +143,28 @@ def test_switch_by_iteration_after_resume(cifar_tiny, tmp_path, resume_epoch):
     assert f'starting at iteration {resume_epoch * 2 + 1} in stage {stage}' in log
 
 
-def fake_runner(epoch, max_epochs, model):
-    info = {}
-    return SimpleNamespace(epoch=epoch, max_epochs=max_epochs, model=model,
-                           logger=SimpleNamespace(info=lambda msg: None),
+class FakeDistiller(nn.Module):
+    """The stage interface of a Distiller: terms and set_stage."""
+
+    def __init__(self, terms=('distill', 'hidden')):
+        super().__init__()
+        self.terms = {t: None for t in terms}
+        self.stage = {t: 1.0 for t in terms}
+
+    def set_stage(self, multipliers):
+        self.stage = {t: multipliers.get(t, 0.0) for t in self.terms}
+
+    @property
+    def distill_active(self):
+        return any(m > 0 for m in self.stage.values())
+
+
+def fake_runner(epoch, max_epochs, model, it=0, max_iters=100):
+    info, logs = {}, []
+    return SimpleNamespace(epoch=epoch, max_epochs=max_epochs, iter=it, max_iters=max_iters,
+                           model=model, logger=SimpleNamespace(info=logs.append),
                            message_hub=SimpleNamespace(update_info=info.__setitem__),
-                           info=info)
+                           info=info, logs=logs)
 
 
 @MODEL_WRAPPERS.register_module(force=True)
@@ -162,12 +179,54 @@ class FakeWrapper(nn.Module):
     (300, 249, True), (300, 250, False), (20, 16, True), (20, 17, False),
     (1000, 832, True), (1000, 833, False)])
 def test_switch_ratio_and_wrapped_model(max_epochs, epoch, active):
-    net = nn.Linear(1, 1)
-    net.distill_active = not active
+    net = FakeDistiller()
+    net.set_stage({} if active else {'distill': 1.0})
     runner = fake_runner(epoch, max_epochs, FakeWrapper(net))
     DistillStageHook(switch_ratio=250 / 300).before_train_epoch(runner)
-    assert net.distill_active is active
+    assert net.stage == {'distill': float(active), 'hidden': float(active)}
     assert runner.info['distill_stage'] == (1 if active else 2)
+
+
+def test_schedule_switches_single_terms_and_ramps():
+    # 'distill' in epochs 1-250 only, 'hidden' on from epoch 11 with a ramp over 20
+    # epochs, any other term throughout.
+    hook = DistillStageHook(schedule=dict(
+        distill=dict(end=250),
+        hidden=[dict(begin=30), dict(begin=10, end=30, start=0.0, stop=1.0)]))
+    net = FakeDistiller(('distill', 'hidden', 'other'))
+    expected = {0: (1, 0, 1), 10: (1, 0, 1), 15: (1, 0.25, 1), 29: (1, 0.95, 1),
+                30: (1, 1, 1), 249: (1, 1, 1), 250: (0, 1, 1), 299: (0, 1, 1)}
+    for epoch, (d, h, o) in expected.items():
+        runner = fake_runner(epoch, 300, net)
+        hook.before_train_epoch(runner)
+        assert net.stage == pytest.approx(dict(distill=d, hidden=h, other=o)), epoch
+    runner = fake_runner(0, 300, net)
+    hook.before_train(runner)
+    assert 'distill: epochs 1-250 x1' in runner.logs[0]
+    assert 'hidden: epochs 11-30 x0->x1, epochs 31-end x1' in runner.logs[0]
+
+
+def test_schedule_by_iteration_and_its_errors():
+    hook = DistillStageHook(schedule=dict(hidden=dict(begin=5)), by_epoch=False)
+    net = FakeDistiller()
+    for it, h in ((4, 0.0), (5, 1.0)):
+        hook.before_train_iter(fake_runner(0, 1, net, it=it), 0)
+        assert net.stage == dict(distill=1.0, hidden=h)
+    with pytest.raises(ValueError, match=r"not terms of the Distiller; its terms are "
+                                         r"\['distill', 'hidden'\]"):
+        DistillStageHook(schedule=dict(hiden=dict(end=3))).before_train(
+            fake_runner(0, 5, FakeDistiller()))
+    with pytest.raises(ValueError, match='begins at 7, after the last of the 5 epochs'):
+        DistillStageHook(schedule=dict(hidden=dict(begin=7))).before_train(
+            fake_runner(0, 5, FakeDistiller()))
+    with pytest.raises(ValueError, match='switch_epoch=10 is beyond the schedule of 1 epochs'):
+        DistillStageHook(switch_epoch=10).before_train(fake_runner(0, 1, FakeDistiller()))
+    with pytest.raises(ValueError, match='overlap'):
+        DistillStageHook(schedule=dict(hidden=[dict(end=10), dict(begin=5)]))
+    with pytest.raises(ValueError, match='linear ramp'):
+        DistillStageHook(schedule=dict(hidden=dict(begin=0, start=0.0, stop=1.0)))
+    with pytest.raises(ValueError, match='unknown keys'):
+        DistillStageHook(schedule=dict(hidden=dict(stop_at=3)))
 
 
 def test_switch_at_zero_never_runs_the_teacher(cifar_tiny, tmp_path):
@@ -178,6 +237,16 @@ def test_switch_at_zero_never_runs_the_teacher(cifar_tiny, tmp_path):
     assert f'no stage 1: the teacher is not run in any of the {MAX_EPOCHS} epochs' in log
 
 
+def test_no_terms_with_the_stage_hook_trains(cifar_tiny, tmp_path):
+    # A Distiller with distill_loss=None and no terms, scheduled: it used to crash at its
+    # first step ('NoneType' object is not callable).
+    cfg = tiny_dearkd_cfg(cifar_tiny, tmp_path / 'run')
+    cfg.model.distill_loss = None
+    cfg.model.distill = dict(hidden_layer3=None)
+    summary, log = train(cfg, tmp_path)
+    assert summary == {e: ([False], ['loss_cls'], 0) for e in range(MAX_EPOCHS)}
+
+
 def test_hook_arguments_and_model_check():
     with pytest.raises(ValueError):
         DistillStageHook()
@@ -185,9 +254,11 @@ def test_hook_arguments_and_model_check():
         DistillStageHook(switch_epoch=3, switch_ratio=0.5)
     with pytest.raises(ValueError, match='exactly one'):
         DistillStageHook(switch_epoch=3, switch_iter=5)
+    with pytest.raises(ValueError, match='exactly one'):
+        DistillStageHook(switch_epoch=3, schedule=dict(a=dict(end=3)))
     with pytest.raises(ValueError, match='switch_iter must be an integer >= 0, got -1'):
         DistillStageHook(switch_iter=-1)
     with pytest.raises(ValueError, match='by_epoch=False'):
         DistillStageHook(switch_epoch=3, by_epoch=False)
-    with pytest.raises(TypeError, match='distill_active'):
+    with pytest.raises(TypeError, match='set_stage'):
         DistillStageHook(switch_epoch=3).before_train(fake_runner(0, 5, nn.Linear(1, 1)))

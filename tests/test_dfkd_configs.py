@@ -8,6 +8,7 @@ import torch
 from mmengine.config import Config
 
 from conftest import CIFAR_CLASSES, CONFIGS, REPO, load_tool
+from kdzoo.apis import SYNTHESIS_KEYS, input_normalisation
 from kdzoo.registry import MODELS
 
 torch.set_num_threads(1)
@@ -33,7 +34,7 @@ def load(name):
 def test_df_config(name, base, real_root, teacher, sizes, iterations):
     cfg, ref = load(name), load(base)
     syn = cfg.synthesis
-    assert set(syn) <= set(load_tool('synthesize').SYNTHESIS_KEYS)
+    assert set(syn) <= set(SYNTHESIS_KEYS)
     s = syn.synthesizer
     assert [st['size'] for st in s.stages] == sizes
     assert [st['iterations'] for st in s.stages] == iterations
@@ -51,8 +52,8 @@ def test_df_config(name, base, real_root, teacher, sizes, iterations):
     else:
         assert cfg.model.teacher.checkpoint == 'checkpoints/regnety_160-a5fe301d.pth'
     # the student and its recipe are the DearKD config's; only the training images differ
-    assert cfg.model.model == ref.model.model
-    assert cfg.model.hidden_distill == ref.model.hidden_distill
+    assert cfg.model.student == ref.model.student
+    assert cfg.model.distill == ref.model.distill
     train = cfg.train_dataloader.dataset
     assert (train.data_root, train.data_prefix) == (syn.out, '')
     assert train.get('subset_ratio', 1.0) == 1.0
@@ -70,9 +71,8 @@ def test_imagenet_synthesis_settings_run_on_a_small_regnety():
     BatchNormAct2d layers) on timm's smallest RegNetY at a small size, 1 + 1 iterations."""
     import timm
     cfg = load('df_dearkd_ti')
-    tool = load_tool('synthesize')
     s = dict(cfg.synthesis.synthesizer)
-    s['mean'], s['std'] = tool.normalisation(cfg, cfg.model.teacher, s)
+    s['mean'], s['std'] = input_normalisation(cfg, cfg.model.teacher, s)
     s['stages'] = [dict(size=32, iterations=1, jitter=2), dict(size=64, iterations=1, jitter=4)]
     synthesizer = MODELS.build(s)
     torch.manual_seed(0)

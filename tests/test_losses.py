@@ -165,7 +165,7 @@ def make_distiller(alpha=0.3, distill_loss=dict(type='HardDistillLoss'), distill
                    label_smoothing=0.1):
     torch.manual_seed(0)
     return MODELS.build(dict(
-        type='Distiller', model=tiny_deit(distilled=distilled),
+        type='Distiller', student=tiny_deit(distilled=distilled),
         teacher=dict(type='Teacher', model=tiny_resnet()),
         criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=label_smoothing),
         distill_loss=distill_loss, alpha=alpha))
@@ -190,7 +190,7 @@ def test_distiller_hard_weighting(alpha):
     inputs, samples, labels = batch()
     losses = model.loss(inputs, samples)
     assert set(losses) == {'loss_cls', 'loss_distill'}
-    cls, dist = model.model.forward_heads(inputs)
+    cls, dist = model.student.forward_heads(inputs)
     t = teacher_reference(model, inputs)
     k = cls.shape[1]
     base = ref_cross_entropy(cls, one_hot(labels, k) * 0.9 + 0.1 / k)
@@ -207,7 +207,7 @@ def test_distiller_soft_weighting():
     model = make_distiller(alpha=alpha, distill_loss=dict(type='SoftDistillLoss', tau=tau))
     inputs, samples, labels = batch(seed=2)
     losses = model.loss(inputs, samples)
-    cls, dist = model.model.forward_heads(inputs)
+    cls, dist = model.student.forward_heads(inputs)
     t = teacher_reference(model, inputs)
     k = cls.shape[1]
     base = ref_cross_entropy(cls, one_hot(labels, k) * 0.9 + 0.1 / k)
@@ -219,13 +219,16 @@ def test_distiller_soft_weighting():
 @pytest.mark.parametrize('distill_loss', [None, 'none'])
 def test_distiller_without_distill_loss_gives_only_loss_cls(distill_loss):
     model = make_distiller(alpha=0.3, distill_loss=distill_loss)
-    assert model.distill_loss is None and model.distill_active is False
+    assert len(model.terms) == 0 and model.distill_active is False
     inputs, samples, labels = batch()
     losses = model.loss(inputs, samples)
     assert set(losses) == {'loss_cls'}
-    cls, _ = model.model.forward_heads(inputs)
+    # No term reads the distillation head, so it learns from the labels next to the class
+    # head (idle_dist_head='labels').
+    cls, dist = model.student.forward_heads(inputs)
     k = cls.shape[1]
-    base = ref_cross_entropy(cls, one_hot(labels, k) * 0.9 + 0.1 / k)
+    smoothed = one_hot(labels, k) * 0.9 + 0.1 / k
+    base = (ref_cross_entropy(cls, smoothed) + ref_cross_entropy(dist, smoothed)) / 2
     assert losses['loss_cls'].item() == pytest.approx(base.item(), rel=1e-4)
 
 
@@ -234,7 +237,7 @@ def test_non_distilled_student_distils_through_class_head():
     model = make_distiller(alpha=alpha, distilled=False)
     inputs, samples, labels = batch(seed=3)
     losses = model.loss(inputs, samples)
-    cls, dist = model.model.forward_heads(inputs)
+    cls, dist = model.student.forward_heads(inputs)
     assert dist is None
     t = teacher_reference(model, inputs)
     k = cls.shape[1]
@@ -267,13 +270,16 @@ def test_inactive_distillation_does_not_run_teacher(monkeypatch):
     assert set(model.loss(inputs, samples)) == {'loss_cls', 'loss_distill'}
     assert len(calls) == 1  # the patch is live: an active distiller calls the teacher
 
-    model.distill_active = False
+    model.set_stage({})
     losses = model.loss(inputs, samples)
     assert len(calls) == 1
     assert set(losses) == {'loss_cls'}
-    cls, _ = model.model.forward_heads(inputs)
+    # No term reads the distillation head, so it learns from the labels next to the class
+    # head (idle_dist_head='labels').
+    cls, dist = model.student.forward_heads(inputs)
     k = cls.shape[1]
-    base = ref_cross_entropy(cls, one_hot(labels, k) * 0.9 + 0.1 / k)
+    smoothed = one_hot(labels, k) * 0.9 + 0.1 / k
+    base = (ref_cross_entropy(cls, smoothed) + ref_cross_entropy(dist, smoothed)) / 2
     assert losses['loss_cls'].item() == pytest.approx(base.item(), rel=1e-4)
 
 
@@ -288,7 +294,7 @@ def test_user_loss_gets_student_and_teacher_logits():
     model = make_distiller(alpha=0.5, distill_loss=dict(type='SoftDistillLoss', tau=1.0,
                                                         reduction='batchmean'))
     inputs, samples, _ = batch()
-    _, dist = model.model.forward_heads(inputs)
+    _, dist = model.student.forward_heads(inputs)
     t = teacher_reference(model, inputs)
     want = 0.5 * ref_kl_sum(dist, t, 1.0) / dist.shape[0]
     assert model.loss(inputs, samples)['loss_distill'].item() == pytest.approx(

@@ -72,7 +72,7 @@ def test_resumed_model_starts_from_saved_weights(resumed):
     teacher_keys = [k for k in s2 if k.startswith('teacher.')]
     assert teacher_keys
     assert all(torch.equal(s2[k], s3[k]) for k in teacher_keys)
-    assert not torch.equal(s2['model.head.weight'], s3['model.head.weight'])
+    assert not torch.equal(s2['student.head.weight'], s3['student.head.weight'])
     # Adam's step counter went on from epoch 2's 4 steps.
     steps = [s['step'] for s in e3['optimizer']['state'].values()]
     assert steps and all(float(s) == 6 for s in steps)
@@ -215,7 +215,7 @@ def test_tools_test_matches_model_predictions(resumed, cifar_tiny, tmp_path):
             item = ds[i]
             data = model.data_preprocessor(dict(inputs=[item['inputs']],
                                                 data_samples=[item['data_samples']]))
-            cls, dist = model.model.forward_heads(data['inputs'])
+            cls, dist = model.student.forward_heads(data['inputs'])
             label = int(item['data_samples'].gt_label)
             hits['cls'] += int(cls.argmax() == label)
             hits['dist'] += int(dist.argmax() == label)

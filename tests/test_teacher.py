@@ -39,7 +39,7 @@ class RecordingTeacherNet(nn.Module):
 
 
 def distiller_cfg(teacher, data_preprocessor=None, **student):
-    return dict(type='Distiller', model=tiny_deit(**student), teacher=teacher,
+    return dict(type='Distiller', student=tiny_deit(**student), teacher=teacher,
                 criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=0.1),
                 distill_loss=dict(type='HardDistillLoss'), alpha=0.5,
                 data_preprocessor=data_preprocessor)
@@ -69,7 +69,7 @@ def test_teacher_parameters_frozen_and_eval_forever():
 def test_distiller_train_mode_keeps_teacher_in_eval():
     model = MODELS.build(distiller_cfg(dict(type='Teacher', model=tiny_resnet())))
     model.train()
-    assert model.training and model.model.training
+    assert model.training and model.student.training
     assert not any(m.training for m in model.teacher.modules())
 
 
@@ -80,14 +80,14 @@ def distill_run(cifar_tiny, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('distill_run')
     cfg = cifar_cfg('deit_ti_distilled_cifar10', cifar_tiny, work_dir, batch_size=10,
                     per_class=3)
-    cfg.model.model = tiny_deit()
+    cfg.model.student = tiny_deit()
     cfg.model.teacher.model = tiny_resnet()
     cfg.model.teacher.checkpoint = None
     torch.manual_seed(0)
     runner = build_runner(cfg)
     model = runner.model
     teacher_before = copy.deepcopy(model.teacher.state_dict())
-    student_before = copy.deepcopy(model.model.state_dict())
+    student_before = copy.deepcopy(model.student.state_dict())
     modes = []
     original = model.teacher.forward
 
@@ -122,7 +122,7 @@ def test_teacher_weights_unchanged_student_changed(distill_run):
         assert torch.equal(before[key], after[key]), key
     assert any('running_mean' in k for k in before)
     student_before = distill_run['student_before']
-    changed = [k for k, v in model.model.state_dict().items()
+    changed = [k for k, v in model.student.state_dict().items()
                if not torch.equal(v, student_before[k])]
     assert len(changed) > len(student_before) // 2
 
@@ -144,7 +144,7 @@ def test_checkpoint_dir_without_last_checkpoint_raises(tmp_path):
 def test_missing_checkpoint_raises_when_runner_is_built(cifar_tiny, tmp_path):
     missing = str(tmp_path / 'no_teacher_here.pth')
     cfg = cifar_cfg('deit_ti_distilled_cifar10', cifar_tiny, tmp_path / 'work')
-    cfg.model.model = tiny_deit()
+    cfg.model.student = tiny_deit()
     cfg.model.teacher.model = tiny_resnet()
     cfg.model.teacher.checkpoint = missing
     with pytest.raises(FileNotFoundError, match=missing):
@@ -258,14 +258,14 @@ def trained_classifier(cifar_tiny, tmp_path_factory):
     """A tiny CifarResNet Classifier trained by the runner for 1 epoch of 3 iterations."""
     work_dir = tmp_path_factory.mktemp('resnet_run')
     cfg = cifar_cfg('resnet20_cifar10', cifar_tiny, work_dir, batch_size=10, per_class=3)
-    cfg.model.model = tiny_resnet()
+    cfg.model.student = tiny_resnet()
     runner = build_runner(cfg)
     runner.train()
     return str(work_dir), runner
 
 
 def reference_logits(runner, x):
-    net = runner.model.model
+    net = runner.model.student
     net.eval()
     with torch.no_grad():
         return net(x)

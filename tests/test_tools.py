@@ -10,7 +10,7 @@ from conftest import (build_runner, cifar_cfg, config_path, load_tool, tiny_deit
 
 def _tiny_distiller():
     return MODELS.build(dict(
-        type='Distiller', model=tiny_deit(), teacher=dict(type='Teacher', model=tiny_resnet()),
+        type='Distiller', student=tiny_deit(), teacher=dict(type='Teacher', model=tiny_resnet()),
         data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10,
                                mean=[125.3, 123.0, 113.9], std=[51.6, 50.8, 51.3])))
 
@@ -20,14 +20,14 @@ def test_autocast_optim_wrapper_runs_the_step_in_bf16_on_cpu():
     wrapper = build_optim_wrapper(model, dict(type='kdzoo.AutocastOptimWrapper',
                                               optimizer=dict(type='AdamW', lr=1e-3)))
     dtypes = []
-    model.model.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    model.student.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     data = dict(inputs=list(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)),
                 data_samples=[DataSample().set_gt_label(i) for i in range(4)])
-    before = model.model.head.weight.detach().clone()
+    before = model.student.head.weight.detach().clone()
     log_vars = model.train_step(data, wrapper)
     assert dtypes == [torch.bfloat16]
     assert torch.isfinite(log_vars['loss'])
-    assert not torch.equal(before, model.model.head.weight)
+    assert not torch.equal(before, model.student.head.weight)
 
 
 def test_autocast_optim_wrapper_rejects_unknown_dtype():
@@ -89,14 +89,36 @@ def test_metafile_params_match_the_built_student():
     entry = next(m for m in meta['Models'] if m['Name'] == 'deit_ti_distilled')
     from mmengine.config import Config
     cfg = Config.fromfile(config_path('deit_ti_distilled'))
-    net = MODELS.build(cfg.model.model)
+    net = MODELS.build(cfg.model.student)
     assert entry['Metadata']['Parameters'] == sum(p.numel() for p in net.parameters())
 
 
-def test_progress_bar_hook_counts_every_iteration(tmp_path, cifar_tiny, capsys):
+def test_progress_bar_hook_counts_every_iteration(tmp_path, cifar_tiny, monkeypatch):
+    # What tqdm draws depends on its redraw interval (wall-clock time), so the bars are
+    # recorded as the hook drives them: their totals, descriptions and updates.
+    import kdzoo.engine.progress_hook as progress_hook
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, total, desc, **kwargs):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix(self, **kwargs):
+            self.postfix = kwargs
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(progress_hook, 'tqdm', RecordingBar)
     cfg = cifar_cfg('resnet20_cifar10', cifar_tiny, tmp_path, batch_size=50, per_class=10,
-                    progress_bar=True, model=dict(model=tiny_resnet()))
+                    progress_bar=True, model=dict(student=tiny_resnet()))
+    cfg.train_cfg.val_interval = 1
     runner = build_runner(cfg)
     runner.train()
-    err = capsys.readouterr().err
-    assert 'epoch 1/1' in err and '2/2' in err
+    assert [(b.desc, b.total, b.n, b.closed) for b in bars] == [
+        ('epoch 1/1', 2, 2, True), ('val', 2, 2, True)]
+    assert 'loss' in bars[0].postfix

@@ -14,7 +14,7 @@ import statistics
 import time
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -46,36 +46,30 @@ def peak_memory_mb(device):
 
 def main(argv=None):
     args = parse_args(argv)
-    import kdzoo  # noqa: F401
     from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import DefaultScope
 
-    from kdzoo.registry import MODELS
+    from kdzoo.apis import build_model, load_config
+    from kdzoo.models.distiller import input_size
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    DefaultScope.get_instance('benchmark', scope_name='kdzoo')
-    model_cfg = cfg.model
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    if model_cfg.get('teacher') is not None:
-        model_cfg.teacher.checkpoint = None  # weights do not change the cost
-    model = MODELS.build(model_cfg).to(args.device).train()
+    cfg = load_config(args.config, args.cfg_options)
+    # Teacher weights do not change the cost.
+    model = build_model(cfg, teacher_weights=False, device=args.device).train()
     if args.amp:
         cfg.optim_wrapper.type = 'kdzoo.AutocastOptimWrapper'
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    size = model.model.patch_embed.img_size if hasattr(model.model, 'patch_embed') else 224
+    size = input_size(model.student)[-1]
     batch_size = args.batch_size or cfg.train_dataloader.batch_size
     data = synthetic_batch(model, batch_size, size, model.num_classes)
 
     variants = {'student alone': False}
-    if getattr(model, 'distill_loss', None) is not None:
+    if getattr(model, 'distill_active', False):
         variants = {'with teacher': True, **variants}
     times = {name: [] for name in variants}
     peaks = {}
     for _ in range(args.rounds):
         for name, with_teacher in variants.items():
-            model.distill_active = with_teacher
+            if hasattr(model, 'set_stage'):
+                model.set_stage(None if with_teacher else {})
             if args.device.startswith('cuda'):
                 torch.cuda.reset_peak_memory_stats()
             for i in range(args.warmup + args.iters):

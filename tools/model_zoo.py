@@ -17,7 +17,6 @@ import sys
 import yaml
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
 START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
 
 
@@ -72,14 +71,11 @@ def count_stats(config, resolution=None):
     (default: the student's own image size)."""
     import torch
     from mmengine.analysis import FlopAnalyzer
-    from mmengine.config import Config
 
-    import kdzoo  # noqa: F401
-    from kdzoo.registry import MODELS
+    from kdzoo.apis import build_student
 
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    cfg.model.model.pop('pretrained', None)  # the architecture is all that counts here
-    net = MODELS.build(cfg.model.model).eval()
+    # The architecture is all that counts here: pretrained weights are not loaded.
+    net = build_student(osp.join(ROOT, config))
     size = resolution or getattr(getattr(net, 'patch_embed', None), 'img_size', 224)
     params = sum(p.numel() for p in net.parameters())
     analyzer = FlopAnalyzer(net, (torch.zeros(1, 3, size, size),))

@@ -9,37 +9,8 @@ from the full set. Unpacking goes to a temporary folder first and is renamed int
 so an interrupted run never leaves a half-written dataset behind.
 """
 import argparse
-import os
-import os.path as osp
-import shutil
-import tarfile
-import tempfile
 
-MINI = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'kdzoo', 'assets',
-                'cifar10_mini.tar.gz')
-
-
-def unpack(archive, out):
-    if not osp.isfile(archive):
-        raise SystemExit(f'archive {archive!r} does not exist')
-    if osp.isdir(osp.join(out, 'train')) and osp.isdir(osp.join(out, 'test')):
-        print(f'{out} already holds train/ and test/; nothing to do')
-        return out
-    parent = osp.dirname(osp.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix='.unpack-')
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter='data')
-        tops = [d for d in os.listdir(tmp) if osp.isdir(osp.join(tmp, d))]
-        if len(tops) != 1 or not osp.isdir(osp.join(tmp, tops[0], 'train')):
-            raise SystemExit(f'{archive!r} does not hold one folder with train/ and test/')
-        os.replace(osp.join(tmp, tops[0]), out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    n = sum(len(files) for _, _, files in os.walk(out))
-    print(f'unpacked {n} images to {out}')
-    return out
+from kdzoo.apis import MINI_CIFAR10, ConfigError, unpack_archive
 
 
 def main(argv=None):
@@ -49,9 +20,12 @@ def main(argv=None):
     parser.add_argument('--out', help='destination (default data/cifar10, or data/cifar10_mini '
                         'for the shipped subset)')
     args = parser.parse_args(argv)
-    archive = args.archive or MINI
+    archive = args.archive or MINI_CIFAR10
     out = args.out or ('data/cifar10' if args.archive else 'data/cifar10_mini')
-    return unpack(archive, out)
+    try:
+        return unpack_archive(archive, out)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 if __name__ == '__main__':

@@ -11,9 +11,7 @@
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -58,10 +56,9 @@ def main(argv=None):
         if getattr(args, name) < 2:
             raise SystemExit(f'--{name.replace("_", "-")} must be at least 2')
 
-    import kdzoo  # noqa: F401
-    from prepare_cifar10 import MINI, unpack
+    from kdzoo.apis import MINI_CIFAR10, unpack_archive
 
-    data_root = unpack(MINI, osp.join('data', 'cifar10_mini'))
+    data_root = unpack_archive(MINI_CIFAR10, osp.join('data', 'cifar10_mini'))
     teacher_dir = osp.join(args.work_dir, 'teacher')
     rows = [('teacher: ResNet-20 (CNN)',
              run('configs/deit/resnet20_cifar10.py', teacher_dir, data_root,

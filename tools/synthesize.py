@@ -13,15 +13,11 @@ OUT/<class>/<shard>_<i>.png, readable by ImageFolderSubset. Several processes (e
 nodes) split the shards; an interrupted run resumes where it stopped when run again.
 """
 import argparse
-import copy
 import os
 import os.path as osp
 import time
 
-from mmengine.config import Config, DictAction
-
-SYNTHESIS_KEYS = ('teacher', 'synthesizer', 'out', 'num_images', 'batch_size',
-                  'per_class_in_batch', 'seed', 'classes', 'grid')
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -45,87 +41,6 @@ def parse_args(argv=None):
     return args
 
 
-def _get(cfg, dotted):
-    for key in dotted.split('.'):
-        if not hasattr(cfg, 'get') or cfg.get(key) is None:
-            return None
-        cfg = cfg[key]
-    return cfg
-
-
-def class_names(cfg, syn, num_classes):
-    """synthesis.classes, the config's ``classes``, the train set's classes, or
-    class_000 ... (zero-padded, so sorting keeps the label order)."""
-    for names in (syn.get('classes'), cfg.get('classes'),
-                  _get(cfg, 'train_dataloader.dataset.metainfo.classes'),
-                  _get(cfg, 'train_dataloader.dataset.classes')):
-        if names is not None:
-            names = list(names)
-            if len(names) != num_classes:
-                raise SystemExit(f'{len(names)} class names for a teacher with '
-                                 f'{num_classes} classes')
-            return names
-    width = max(3, len(str(num_classes - 1)))
-    return [f'class_{i:0{width}d}' for i in range(num_classes)]
-
-
-def normalisation(cfg, teacher_cfg, syn_cfg):
-    """Mean and std of the teacher's input: the synthesizer's, the teacher's, else the
-    data preprocessor's (the Teacher then feeds the network with the student's)."""
-    for source in (syn_cfg, teacher_cfg, cfg.get('data_preprocessor'),
-                   _get(cfg, 'model.data_preprocessor')):
-        if source and source.get('mean') is not None and source.get('std') is not None:
-            return list(source['mean']), list(source['std'])
-    raise SystemExit('no input normalisation found: set synthesis.synthesizer.mean/std')
-
-
-def resolve_settings(cfg, args):
-    """Every setting of the run, checked before any work starts."""
-    from kdzoo.models.checkpoint import resolve_checkpoint
-    from kdzoo.synthesis import check_stages
-
-    syn = cfg.get('synthesis')
-    if not syn:
-        raise SystemExit(f'{args.config} has no synthesis section')
-    syn = copy.deepcopy(syn.to_dict() if hasattr(syn, 'to_dict') else dict(syn))
-    unknown = set(syn) - set(SYNTHESIS_KEYS)
-    if unknown:
-        raise SystemExit(f'unknown synthesis keys {sorted(unknown)}; allowed: {SYNTHESIS_KEYS}')
-    teacher = syn.get('teacher') or _get(cfg, 'model.teacher')
-    if teacher is None:
-        raise SystemExit('no teacher: set synthesis.teacher or model.teacher')
-    teacher = copy.deepcopy(dict(teacher))
-    if teacher.get('checkpoint') is None:
-        raise SystemExit('the synthesis teacher has no checkpoint; synthesis needs a trained '
-                         'teacher')
-    try:
-        teacher['checkpoint'] = resolve_checkpoint(teacher['checkpoint'])
-    except FileNotFoundError as e:
-        raise SystemExit(f'teacher checkpoint: {e}') from None
-    num_images = args.num_images if args.num_images is not None else syn.get('num_images')
-    batch_size = syn.get('batch_size', 64)
-    group = syn.get('per_class_in_batch', 1)
-    for name, value in (('num_images', num_images), ('batch_size', batch_size),
-                        ('per_class_in_batch', group)):
-        if not isinstance(value, int) or value < 1:
-            raise SystemExit(f'{name} must be a positive integer, got {value!r}')
-    synthesizer = dict(syn.get('synthesizer') or {})
-    if 'type' not in synthesizer:
-        raise SystemExit('synthesis.synthesizer needs a type (e.g. DeepInversionSynthesizer)')
-    try:
-        check_stages(synthesizer.get('stages'))
-    except ValueError as e:
-        raise SystemExit(f'synthesis.synthesizer.stages: {e}') from None
-    synthesizer['mean'], synthesizer['std'] = normalisation(cfg, teacher, synthesizer)
-    synthesizer['seed'] = syn.get('seed', synthesizer.get('seed', 0))
-    work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    out = args.out or syn.get('out') or osp.join(work_dir, 'synthetic')
-    return dict(teacher=teacher, synthesizer=synthesizer, num_images=num_images,
-                batch_size=batch_size, per_class_in_batch=group, work_dir=work_dir, out=out,
-                grid=dict(syn.get('grid') or {}), syn=syn)
-
-
 def main(argv=None):
     args = parse_args(argv)
     import kdzoo  # noqa: F401  (compatibility fixes, registries)
@@ -133,19 +48,19 @@ def main(argv=None):
     import torch.distributed as dist
     from mmengine.logging import MMLogger
 
+    from kdzoo.apis import ConfigError, class_names, load_config, synthesis_settings
     from kdzoo.compat import finish_distributed, init_distributed
     from kdzoo.registry import MODELS
     from kdzoo.synthesis import (ShardWriter, balanced_labels, merge_manifests, num_shards,
                                  run_shards, save_grid)
 
-    if not osp.isfile(args.config):
-        raise SystemExit(f'config file {args.config!r} does not exist')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     if args.max_shards is not None and args.max_shards < 0:
         raise SystemExit(f'--max-shards must be >= 0, got {args.max_shards}')
-    s = resolve_settings(cfg, args)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+        s = synthesis_settings(cfg, args.config, args.out, args.num_images, args.work_dir)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     synthesizer = MODELS.build(s['synthesizer'])
 
     distributed = init_distributed(args.launcher)
@@ -159,7 +74,10 @@ def main(argv=None):
                                    file_mode='a')
     teacher = MODELS.build(s['teacher']).to(device)
     n_classes = teacher.num_classes(size=synthesizer.size)
-    classes = class_names(cfg, s['syn'], n_classes)
+    try:
+        classes = class_names(cfg, s['syn'], n_classes)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     settings = {k: s[k] for k in ('teacher', 'synthesizer', 'num_images', 'batch_size',
                                   'per_class_in_batch')}
     settings['classes'] = classes

@@ -225,11 +225,13 @@ class DistillStageHook(Hook):
 
     def _apply(self, runner, model, where):
         new = self.multipliers(runner, list(model.terms))
-        old = model.stage
-        if where is not None and {k: v > 0 for k, v in new.items()} != {
-                k: v > 0 for k, v in old.items()}:
-            on = [t for t, m in new.items() if m > 0]
-            runner.logger.info(f'{where}: distillation terms now active: '
-                               f'{on or "none, teacher not run"}')
+        on = [t for t, m in new.items() if m > 0]
+        if where is not None and on != [t for t, m in model.stage.items() if m > 0]:
+            if self.schedule is None:
+                runner.logger.info(f'{where}: switching to stage {1 if on else 2} '
+                                   f'(distillation {"on" if on else "off, teacher not run"})')
+            else:
+                runner.logger.info(f'{where}: distillation terms now active: '
+                                   f'{on or "none, teacher not run"}')
         model.set_stage(new)
         runner.message_hub.update_info('distill_stage', 1 if model.distill_active else 2)

@@ -89,6 +89,13 @@ class Teacher(nn.Module):
         # The runner's weight initialisation must not overwrite the loaded checkpoint.
         pass
 
+    def layer(self, name):
+        """The teacher network's submodule ``name`` (as in ``named_modules()``); a wrong
+        name raises a ValueError listing the available ones."""
+        from .recorder import check_layer_names
+        check_layer_names(self.model, [name], owner='teacher')
+        return dict(self.model.named_modules())[name]
+
     @torch.no_grad()
     def num_classes(self, in_chans=3, size=None):
         """Number of output classes (from the model's attribute, else one dry forward)."""

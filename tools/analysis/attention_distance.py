@@ -10,14 +10,10 @@ tokens do not count), averaged over query patches and images. One checkpoint: di
 layer (each head a dot, the mean a line). Several (e.g. epoch_*.pth): the mean distance of
 each layer over training.
 """
-import os.path as osp
-import sys
-
 import numpy as np
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import student_data  # noqa: E402
+from kdzoo.apis import analysis_parser, per_checkpoint, run_hooked
 
 
 def attention_probs(attn, x):
@@ -56,7 +52,7 @@ def attention_distance(net, inputs):
         return record
 
     handles = [b.attn.register_forward_pre_hook(hook(i)) for i, b in enumerate(net.blocks)]
-    count = student_data.run_hooked(net, inputs, handles)
+    count = run_hooked(net, inputs, handles)
     return torch.stack([s / count for s in sums]).numpy()
 
 
@@ -89,10 +85,10 @@ def plot(results, out, mhca_blocks=0):
 
 
 def main(argv=None):
-    args = student_data.parse_args(__doc__.split('\n')[0], 'attention_distance.png', argv)
+    args = analysis_parser(__doc__.split('\n')[0], 'attention_distance.png').parse_args(argv)
     results = []
     net = None
-    for ckpt, epoch, net, dist in student_data.per_checkpoint(args, attention_distance):
+    for ckpt, epoch, net, dist in per_checkpoint(args, attention_distance):
         results.append((epoch, dist))
         print(f'{ckpt} (epoch {epoch}): ' +
               ' '.join(f'{d:.1f}' for d in dist.mean(axis=1)) + ' px per layer')

@@ -22,14 +22,12 @@ import argparse
 import glob
 import json
 import os.path as osp
-import sys
 
 import numpy as np
 import torch
 
-# tools/synthesize.py decides the teacher's input normalisation; the same rule applies here.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import synthesize  # noqa: E402
+# The teacher's input normalisation follows the rule of the synthesis that made the set.
+from kdzoo.apis import input_normalisation
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
@@ -137,7 +135,6 @@ def main(argv=None):
     import kdzoo  # noqa: F401  (compatibility fixes, registries)
     from mmengine.config import Config
 
-    from kdzoo.models.recorder import check_layer_names
     from kdzoo.registry import MODELS
 
     if not osp.isfile(args.config):
@@ -157,12 +154,11 @@ def main(argv=None):
     sets = {root: list_images(root, classes, args.per_class) for root in dirs}
     synth = syn['synthesizer']
     teacher_cfg = syn.get('teacher') or cfg.model.teacher
-    mean, std = synthesize.normalisation(cfg, teacher_cfg, synth)
+    mean, std = input_normalisation(cfg, teacher_cfg, synth)
     teacher = MODELS.build(teacher_cfg).to(args.device).eval()
     net = teacher.model
     layer_name = synth.get('feature_layer') or 'fc'
-    check_layer_names(net, [layer_name], owner='teacher')
-    layer = dict(net.named_modules())[layer_name]
+    layer = teacher.layer(layer_name)
     mean = torch.tensor(mean, device=args.device).view(1, -1, 1, 1)
     std = torch.tensor(std, device=args.device).view(1, -1, 1, 1)
 

@@ -7,15 +7,11 @@ DearKD students, Chen et al. CVPR 2022).
 
 Averaged over images; several checkpoints give one line each.
 """
-import os.path as osp
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import student_data  # noqa: E402
+from kdzoo.apis import analysis_parser, per_checkpoint, run_hooked
 
 
 @torch.no_grad()
@@ -34,7 +30,7 @@ def token_similarity(net, inputs):
     for i, block in enumerate(net.blocks):
         handles.append(block.register_forward_hook(
             lambda m, args, out, i=i: record(i + 1, out)))
-    count = student_data.run_hooked(net, inputs, handles)
+    count = run_hooked(net, inputs, handles)
     return np.array(sums) / count
 
 
@@ -56,9 +52,9 @@ def plot(results, out):
 
 
 def main(argv=None):
-    args = student_data.parse_args(__doc__.split('\n')[0], 'token_similarity.png', argv)
+    args = analysis_parser(__doc__.split('\n')[0], 'token_similarity.png').parse_args(argv)
     results = []
-    for ckpt, epoch, _, sims in student_data.per_checkpoint(args, token_similarity):
+    for ckpt, epoch, _, sims in per_checkpoint(args, token_similarity):
         results.append((f'epoch {epoch}', sims))
         print(f'{ckpt}: ' + ' '.join(f'{s:.3f}' for s in sims))
     plot(results, args.out)

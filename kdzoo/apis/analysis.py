@@ -1,13 +1,15 @@
-"""A trained student and a few preprocessed batches, for the analysis tools next to this file."""
+"""A trained student and a few preprocessed batches, for the analysis tools
+(tools/analysis/attention_distance.py, token_similarity.py)."""
 import argparse
 import os.path as osp
 import re
 
 import torch
-from mmengine.config import Config, DictAction
+
+from .model import ConfigError, build_student, load_config
 
 
-def parse_args(description, default_out, argv=None):
+def analysis_parser(description, default_out):
     """The command line shared by the analysis tools."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('config')
@@ -17,8 +19,13 @@ def parse_args(description, default_out, argv=None):
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--data-root', help='override the data root of the val data')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args(argv)
+    parser.add_argument('--cfg-options', nargs='+', action=_dict_action())
+    return parser
+
+
+def _dict_action():
+    from mmengine.config import DictAction
+    return DictAction
 
 
 def per_checkpoint(args, measure):
@@ -26,31 +33,9 @@ def per_checkpoint(args, measure):
     cfg = load_config(args.config, args.cfg_options)
     for i, ckpt in enumerate(args.checkpoints):
         net = build_student(cfg, ckpt, args.device)
-        inputs = batches(cfg, args.num_batches, args.batch_size, args.data_root,
-                         device=args.device)
+        inputs = val_batches(cfg, args.num_batches, args.batch_size, args.data_root,
+                             device=args.device)
         yield ckpt, checkpoint_epoch(ckpt, i), net, measure(net, inputs)
-
-
-def load_config(config, cfg_options=None):
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
-
-
-def build_student(cfg, checkpoint=None, device='cpu'):
-    """The config's student network (``model.model``), with the weights of ``checkpoint``
-    (a kdzoo/mmengine checkpoint of a distiller or classifier, or a plain state dict)."""
-    import kdzoo  # noqa: F401
-    from kdzoo.models.checkpoint import load_state_dict_file
-    from kdzoo.registry import MODELS
-
-    net_cfg = dict(cfg.model.model)
-    net_cfg.pop('pretrained', None)
-    net = MODELS.build(net_cfg)
-    if checkpoint is not None:
-        net.load_state_dict(load_state_dict_file(checkpoint))
-    return net.to(device).eval()
 
 
 def checkpoint_epoch(path, default):
@@ -59,26 +44,26 @@ def checkpoint_epoch(path, default):
     return int(match.group(1)) if match else default
 
 
-def batches(cfg, num_batches=4, batch_size=32, data_root=None, split='val', device='cpu'):
+def val_batches(cfg, num_batches=4, batch_size=32, data_root=None, split='val', device='cpu'):
     """Up to ``num_batches`` normalised input batches of the config's val (or test) data,
     without training augmentations."""
     import kdzoo  # noqa: F401
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
     from kdzoo.registry import MODELS
 
-    init_default_scope('kdzoo')
     loader_cfg = cfg.get(f'{split}_dataloader')
     if loader_cfg is None:
-        raise SystemExit(f'the config has no {split}_dataloader')
+        raise ConfigError(f'the config has no {split}_dataloader')
     loader_cfg = loader_cfg.copy()
     loader_cfg.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
     if data_root is not None:
         loader_cfg.dataset.data_root = data_root
-    loader = Runner.build_dataloader(loader_cfg)
-    pre_cfg = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor')
-    preprocessor = MODELS.build(pre_cfg).to(device)
+    with DefaultScope.overwrite_default_scope('kdzoo'):
+        loader = Runner.build_dataloader(loader_cfg)
+        pre_cfg = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor')
+        preprocessor = MODELS.build(pre_cfg).to(device)
     for i, data in enumerate(loader):
         if i >= num_batches:
             break
