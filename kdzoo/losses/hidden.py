@@ -2,8 +2,9 @@
 
 Chen et al., "DearKD: Data-Efficient Early Knowledge Distillation for Vision
 Transformers", CVPR 2022, section 3.1: L_hidden is the mean squared error between the
-aligned student representation and the CNN teacher's intermediate representation. A
-user's loss called as ``loss(aligned_student, teacher_features)`` plugs in the same way.
+aligned student representation and the CNN teacher's intermediate representation. Its
+arguments are bound to layers by a Distiller term (``inputs=dict(student_features=...,
+teacher_features=...)``); any registered loss plugs in the same way.
 """
 import torch.nn as nn
 import torch.nn.functional as F

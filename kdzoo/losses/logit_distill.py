@@ -1,7 +1,8 @@
 """Logit distillation losses: student logits against teacher logits.
 
-Each loss is called as ``loss(student_logits, teacher_logits)``; a user's own logit loss
-with that signature plugs into the Distiller the same way.
+Each loss takes ``(student_logits, teacher_logits)``, arguments that a Distiller term binds
+by name (to ``student.logits`` and ``teacher.logits``); a user's own loss with more
+arguments (e.g. ``labels``) plugs in the same way.
 """
 import torch.nn as nn
 import torch.nn.functional as F

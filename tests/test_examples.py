@@ -1,0 +1,142 @@
+"""The worked examples of README.md: methods written as a user would, a registered loss
+in its own file outside kdzoo plus config lines (configs/examples/), and timm students
+with hidden terms; each trains a few iterations through tools/train.py."""
+import importlib
+import os.path as osp
+import re
+import uuid
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from conftest import CONFIGS, load_tool, tiny_resnet
+from kdzoo.registry import MODELS
+
+TINY_DEIT = dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0)
+
+
+def softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def reference_dkd(zs, zt, labels, alpha, beta, tau):
+    """DKD by its definition (Zhao et al. 2022, eqs. 1-7), one sample at a time."""
+    total = 0.0
+    for s, t, y in zip(zs, zt, labels):
+        ps, pt = softmax(s / tau), softmax(t / tau)
+        bs, bt = np.array([ps[y], 1 - ps[y]]), np.array([pt[y], 1 - pt[y]])
+        tckd = np.sum(bt * np.log(bt / bs))
+        rest = [k for k in range(len(s)) if k != y]
+        qs, qt = softmax(s[rest] / tau), softmax(t[rest] / tau)
+        nckd = np.sum(qt * np.log(qt / qs))
+        total += (alpha * tckd + beta * nckd) * tau ** 2
+    return total / len(labels)
+
+
+def reference_sp(fs, ft):
+    def gram(f):
+        a = f.reshape(f.shape[0], -1)
+        g = a @ a.T
+        return g / np.linalg.norm(g, axis=1, keepdims=True)
+    return np.sum((gram(fs) - gram(ft)) ** 2) / fs.shape[0] ** 2
+
+
+def user_module(name):
+    return importlib.import_module(f'configs.examples.{name}')
+
+
+@pytest.mark.parametrize('alpha,beta,tau', [(1.0, 8.0, 4.0), (0.5, 2.0, 1.0)])
+def test_dkd_loss_matches_its_definition(alpha, beta, tau):
+    user_module('dkd_loss')
+    loss = MODELS.build(dict(type='DKDLoss', alpha=alpha, beta=beta, tau=tau))
+    g = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(6, 10, generator=g) * 3, torch.randn(6, 10, generator=g) * 3
+    labels = torch.tensor([0, 3, 9, 3, 5, 1])
+    got = loss(zs, zt, labels).item()
+    expected = reference_dkd(zs.double().numpy(), zt.double().numpy(), labels.numpy(),
+                             alpha, beta, tau)
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+def test_sp_loss_matches_its_definition():
+    user_module('sp_loss')
+    loss = MODELS.build(dict(type='SimilarityPreservingLoss'))
+    g = torch.Generator().manual_seed(0)
+    tokens, maps = torch.randn(5, 17, 8, generator=g), torch.randn(5, 4, 3, 3, generator=g)
+    expected = reference_sp(tokens.double().numpy(), maps.double().numpy())
+    assert loss(tokens, maps).item() == pytest.approx(expected, rel=1e-4)
+    assert loss(tokens, tokens).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def tiny_example(name, data_root, work_dir, student, **model):
+    """configs/examples/<name>.py with a tiny teacher, the ``student`` settings merged in, no
+    teacher weights and 10 images."""
+    cfg = Config.fromfile(osp.join(CONFIGS, 'examples', f'{name}.py'))
+    cfg.model.student.update(student)
+    cfg.model.teacher.update(model=tiny_resnet(), checkpoint=None)
+    cfg.merge_from_dict(dict(model=model))
+    cfg.train_dataloader.update(batch_size=5, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.dataset.update(data_root=data_root, per_class=1)
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    cfg.train_cfg.max_epochs = 1
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.progress_bar.disable = True
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'{name}_{uuid.uuid4().hex[:8]}'
+    return cfg
+
+
+def train_and_read_terms(cfg, tmp_path):
+    """Train through tools/train.py; return {loss key: [values per logged iteration]}."""
+    path = tmp_path / f'{cfg.experiment_name}.py'
+    cfg.dump(str(path))
+    runner = load_tool('train').main([str(path)])
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        log = f.read()
+    terms = {}
+    for key, value in re.findall(r'(loss_\w+): (\S+)', log):
+        terms.setdefault(key, []).append(float(value))
+    assert all(np.isfinite(v).all() for v in terms.values())
+    return runner, terms
+
+
+CASES = {
+    'dkd_micro_cifar10': (TINY_DEIT, {}, {'loss_cls', 'loss_dkd'}),
+    'sp_micro_cifar10': (TINY_DEIT, {}, {'loss_cls', 'loss_distill', 'loss_sp'}),
+    'timm_vit_hidden_cifar10': (
+        dict(embed_dim=32, depth=2, num_heads=2),
+        dict(distill=dict(hidden_layer3=dict(inputs=dict(student_features='student.blocks.1')))),
+        {'loss_cls', 'loss_distill', 'loss_hidden_layer3'}),
+    'timm_resnet18_fitnet_cifar10': (
+        {}, {}, {'loss_cls', 'loss_distill', 'loss_hint'}),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_example_trains_through_tools_train_and_logs_its_terms(name, cifar_tiny, tmp_path):
+    student, model, expected = CASES[name]
+    cfg = tiny_example(name, cifar_tiny, tmp_path / 'run', student, **model)
+    runner, terms = train_and_read_terms(cfg, tmp_path)
+    assert set(terms) == expected
+    assert all(len(v) == 2 for v in terms.values())  # 10 images, batch 5
+    assert set(runner.model.terms) == {k[len('loss_'):] for k in expected} - {'cls'}
+
+
+def test_timm_students_are_the_timm_models_with_filled_in_connectors():
+    from kdzoo.apis import build_model
+    vit = build_model(osp.join(CONFIGS, 'examples', 'timm_vit_hidden_cifar10.py'),
+                      teacher_weights=False)
+    aligner = vit.terms.hidden_layer3.connectors.student_features
+    assert type(vit.student).__name__ == 'VisionTransformer'
+    assert (aligner.num_prefix_tokens, aligner.dwconv.in_channels, aligner.proj.out_channels) \
+        == (1, 192, 64)
+    cnn = build_model(osp.join(CONFIGS, 'examples', 'timm_resnet18_fitnet_cifar10.py'),
+                      teacher_weights=False)
+    connector = cnn.terms.hint.connectors.student_features
+    assert type(cnn.student).__name__ == 'ResNet'
+    assert (connector.conv.in_channels, connector.conv.out_channels) == (64, 64)
