@@ -17,7 +17,8 @@ MAX_EPOCHS, SWITCH = 4, 2
 
 @HOOKS.register_module(force=True)
 class StageProbeHook(Hook):
-    """Per epoch: distill_active during training, the loss keys logged, teacher forwards."""
+    """Per epoch: distill_active during training, the loss terms that were on (nonzero),
+    teacher forwards."""
 
     priority = 'LOWEST'
 
@@ -34,7 +35,8 @@ class StageProbeHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         record = self.epochs[runner.epoch]
         record['active'].append(runner.model.distill_active)
-        record['keys'] |= {k for k in outputs if k.startswith('loss_')}
+        # Terms that are off are logged as exactly 0.
+        record['keys'] |= {k for k, v in outputs.items() if k.startswith('loss_') and v != 0}
 
     def summary(self):
         return {e: (r['active'], sorted(r['keys']), len(r['teacher_calls']))

@@ -51,6 +51,11 @@ def batch(n=4, seed=0):
     return x, samples
 
 
+def computed(losses):
+    """The loss keys that were computed: terms that are off are logged as exactly 0."""
+    return {k for k, v in losses.items() if k == 'loss_cls' or v.item() != 0}
+
+
 def count_calls(module):
     calls = []
     module.register_forward_hook(lambda *args: calls.append(1))
@@ -87,8 +92,10 @@ def test_stage2_runs_no_teacher_and_trains_no_connector():
     calls = count_calls(model.teacher.model)
     x, samples = batch()
     losses = model.loss(x, samples)
-    assert set(losses) == {'loss_cls'} and not calls
+    assert set(losses) == {'loss_cls', 'loss_distill', 'loss_hidden_l3'}
+    assert computed(losses) == {'loss_cls'} and not calls
     assert not model.distill_active
+    losses = {k: v for k, v in losses.items() if k == 'loss_cls'}
     losses['loss_cls'].backward()
     assert all(p.grad is None for p in model.terms.parameters())
     assert model.student.head_dist.weight.grad is not None
@@ -118,7 +125,7 @@ def test_one_term_off_keeps_the_others_and_mix_returns_the_base_weight():
     full = model.loss(x, samples)
     model.set_stage(dict(hidden_l3=1.0))  # the DeiT term off, the hidden term on
     part = model.loss(x, samples)
-    assert set(part) == {'loss_cls', 'loss_hidden_l3'}
+    assert computed(part) == {'loss_cls', 'loss_hidden_l3'}
     assert torch.allclose(part['loss_hidden_l3'], full['loss_hidden_l3'])
     # No mixed term active: the base weighs 1, and nothing reads the distillation head,
     # so it learns from the labels (idle_dist_head='labels').
@@ -156,7 +163,7 @@ def test_only_the_layers_of_active_terms_are_recorded():
         seen.append(name) if model.student_recorder.active and name in
         model.student_recorder.wanted else None, original(name, value, what))
     model.set_stage(dict(h1=1.0))
-    assert set(model.loss(*batch())) == {'loss_cls', 'loss_h1'}
+    assert computed(model.loss(*batch())) == {'loss_cls', 'loss_h1'}
     assert seen == ['blocks.1']
 
 
@@ -254,3 +261,10 @@ def test_checkpoints_from_before_the_rename_load():
     fresh.load_state_dict(legacy)  # strict
     for key, value in fresh.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+def test_ddp_looks_for_unused_parameters_only_when_a_term_has_some():
+    from kdzoo.engine.ddp import leaves_parameters_unused
+    assert leaves_parameters_unused(MODELS.build(distiller_cfg()))  # the aligner
+    assert not leaves_parameters_unused(MODELS.build(distiller_cfg(dict())))  # logits only
+    assert not leaves_parameters_unused(MODELS.build(dict(type='Classifier', student=student())))

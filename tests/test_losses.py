@@ -273,7 +273,7 @@ def test_inactive_distillation_does_not_run_teacher(monkeypatch):
     model.set_stage({})
     losses = model.loss(inputs, samples)
     assert len(calls) == 1
-    assert set(losses) == {'loss_cls'}
+    assert set(losses) == {'loss_cls', 'loss_distill'} and losses['loss_distill'] == 0
     # No term reads the distillation head, so it learns from the labels next to the class
     # head (idle_dist_head='labels').
     cls, dist = model.student.forward_heads(inputs)

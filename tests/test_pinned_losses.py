@@ -72,7 +72,9 @@ def test_loss_terms_match_the_pinned_values(config):
             model.set_stage(None if stage == 'stage1' else {})
         with torch.no_grad():
             got = {k: float(v) for k, v in model.loss(x, samples[targets]).items()}
-        assert set(got) == set(expected), key
+        # Terms that are off are logged as 0; the pins list the terms that were computed.
+        assert set(expected) <= set(got), key
+        assert all(got[k] == 0.0 for k in set(got) - set(expected)), key
         for term, value in expected.items():
             assert got[term] == pytest.approx(value, rel=1e-5, abs=1e-7), (key, term)
 

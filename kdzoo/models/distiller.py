@@ -22,7 +22,8 @@ class Distiller(Classifier):
     """Student + Teacher + named distillation terms, composed from the config.
 
     The loss is ``w_base * criterion(cls_logits, targets) + sum_k weight_k * m_k *
-    term_k``, logged as ``loss_cls`` and ``loss_<name>`` for every active term, where
+    term_k``, logged as ``loss_cls`` and ``loss_<name>`` for every term (0 while it is
+    off, and then not computed), where
     ``m_k`` is the term's stage multiplier (1 unless a stage scheduler sets it, 0 =
     inactive) and ``w_base = 1 - sum of weight_k * m_k over active terms with mix=True``.
     ``mix`` is DeiT's convex combination ``(1 - alpha) * base + alpha * distill``
@@ -270,8 +271,12 @@ class Distiller(Classifier):
             base = (base + self.criterion(dist_logits, targets)) / 2
         mixed = sum(t.weight * self._multipliers[n] for n, t in active.items() if t.mix)
         losses = dict(loss_cls=(1 - mixed) * base)
-        for name, term in active.items():
-            losses[f'loss_{name}'] = term.weight * self._multipliers[name] * term(lookup)
+        for name, term in self.terms.items():
+            if name in active:
+                losses[f'loss_{name}'] = term.weight * self._multipliers[name] * term(lookup)
+            else:
+                # Logged as 0: mmengine's log would otherwise repeat the last active value.
+                losses[f'loss_{name}'] = base.new_zeros(())
         # Release the recorded tensors now rather than at the next step.
         self.student_recorder.outputs = {}
         if self.teacher_recorder is not None:
