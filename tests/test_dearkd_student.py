@@ -66,4 +66,4 @@ def test_zeroed_positional_terms_give_the_deit_with_the_same_weights():
         assert not torch.allclose(dearkd(x), deit(x), atol=1e-4)
         for block in dearkd.blocks[:2]:
             block.attn.rel_pos_weight.zero_()
-        assert torch.equal(dearkd(x), deit(x))
+        assert torch.allclose(dearkd(x), deit(x), rtol=0, atol=1e-5)

@@ -13,6 +13,11 @@ layers", ICLR 2020. With ``v_h = -alpha * (-2 dx_h, -2 dy_h, 1)`` the term equal
 offset ``Delta_h``; with enough heads the layer expresses a K x K convolution (one head
 per kernel offset). The content term learns non-local semantics, the positional term local
 detail.
+
+kdzoo computes the positional term without an attention mask (see :meth:`MHCA.forward`):
+``v_h . r(j - i)`` expands into a part of the key position alone, a part of the query
+position alone and ``-2 v_h3 (p_i . p_j)``, a rank-4 bilinear form that four extra
+query/key channels carry through the fused attention kernel.
 """
 import math
 from functools import lru_cache
@@ -46,6 +51,22 @@ def relative_features(grid, device='cpu'):
         return torch.stack([dx, dy, dx * dx + dy * dy], dim=-1)
 
 
+@lru_cache(maxsize=16)
+def centred_positions(grid, device='cpu'):
+    """(N, 2) float positions (x, y) of the row-major patches of ``grid = (H, W)``,
+    centred on the grid."""
+    h, w = grid
+    with torch.inference_mode(False):
+        ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                                torch.arange(w, device=device, dtype=torch.float32),
+                                indexing='ij')
+        return torch.stack([xs.reshape(-1) - (w - 1) / 2, ys.reshape(-1) - (h - 1) / 2], -1)
+
+
+#: Extra query/key channels that carry the positional term.
+POSITION_CHANNELS = 4
+
+
 def local_offsets(num_heads):
     """One kernel offset per head, nearest to the centre first: (0,0), then the 4
     neighbours, the 4 diagonals, and so on (12 heads: a 3x3 kernel plus three heads two
@@ -60,9 +81,15 @@ def local_offsets(num_heads):
 class MHCA(Attention):
     """Multi-head self-attention with a learned relative positional term per head.
 
-    The positional term is added to the attention logits as the float ``attn_mask`` of
-    ``scaled_dot_product_attention`` (see :meth:`Attention.forward`), so with it zeroed the
-    layer is exactly MHSA with the same weights.
+    The positional term is carried by extra query/key channels (:meth:`position_channels`)
+    so that ``scaled_dot_product_attention`` runs its fused kernels without an attention
+    mask; the explicit (heads, N, N) term (:meth:`attention_bias`) stays available for
+    analysis and as the reference the channels are tested against. With the positional
+    weights zeroed the layer is MHSA with the same weights (up to float rounding).
+
+    The expanded parts grow with the squared coordinates and cancel each other, so MHCA's
+    attention runs in float32 also under bf16/fp16 autocast (a fused fp32 kernel); the
+    coordinates are centred on the grid to keep the parts small.
 
     Prefix tokens (class, distillation) have no position: their bias to and from every
     token is zero, so the content term alone decides how much a patch attends to them.
@@ -117,3 +144,43 @@ class MHCA(Attention):
         p = self.num_prefix_tokens
         # Zero rows/columns for the prefix tokens (see the class docstring).
         return F.pad(bias, (p, 0, p, 0)).unsqueeze(0)
+
+    def position_channels(self, grid, device):
+        """(query, key) channels, each (heads, prefix + N, 4), whose dot product is the
+        positional term: with r = (dx, dy, dx^2 + dy^2) and centred positions p = (x, y),
+
+            v . r(j - i) = g_j + c_i - 2 v_3 (p_i . p_j),
+            g_j = v_1 x_j + v_2 y_j + v_3 |p_j|^2,   c_i = -v_1 x_i - v_2 y_i + v_3 |p_i|^2,
+
+        so query i carries (1, c_i, x_i, y_i) and key j (g_j, 1, -2 v_3 x_j, -2 v_3 y_j);
+        the prefix tokens carry zeros, so their term is exactly 0."""
+        pos = centred_positions(grid, str(device))
+        x, y = pos[:, 0], pos[:, 1]
+        sq = (pos * pos).sum(-1)
+        w = self.rel_pos_weight.float()
+        v1, v2, v3 = w[:, 0:1], w[:, 1:2], w[:, 2:3]
+        c = -v1 * x - v2 * y + v3 * sq
+        g = v1 * x + v2 * y + v3 * sq
+        ones = torch.ones_like(c)
+        heads = w.shape[0]
+        query = torch.stack([ones, c, x.expand(heads, -1), y.expand(heads, -1)], -1)
+        key = torch.stack([g, ones, -2 * v3 * x, -2 * v3 * y], -1)
+        p = self.num_prefix_tokens
+        return F.pad(query, (0, 0, p, 0)), F.pad(key, (0, 0, p, 0))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv_heads(x)
+        pq, pk = self.position_channels(self.grid_of(n), x.device)
+        scale = self.head_dim ** -0.5
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            # The query's extra channels are divided by the kernel's scale, so that the
+            # scaled logits gain exactly the positional term. v is padded to the same
+            # head size, which the fused kernels require.
+            q = torch.cat([q.float(), (pq / scale).expand(b, -1, -1, -1)], dim=-1)
+            k = torch.cat([k.float(), pk.expand(b, -1, -1, -1)], dim=-1)
+            v = F.pad(v.float(), (0, POSITION_CHANNELS))
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_drop if self.training else 0., scale=scale)
+        out = out[..., :self.head_dim].to(x.dtype)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
