@@ -55,7 +55,9 @@ def test_two_process_gloo_training(cifar_tiny, tmp_path):
     assert ckpt['meta']['epoch'] == 1 and ckpt['meta']['iter'] == 2
     # The wrapper is unwrapped when saving: no 'module.' prefixes.
     assert all(not k.startswith('module.') for k in ckpt['state_dict'])
-    assert any(k.startswith('teacher.') for k in ckpt['state_dict'])
+    # The teacher is not training state: it is not saved.
+    assert any(k.startswith('student.') for k in ckpt['state_dict'])
+    assert not any(k.startswith('teacher.') for k in ckpt['state_dict'])
 
 
 def test_runner_finds_the_configured_model_wrapper():

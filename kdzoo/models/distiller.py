@@ -31,7 +31,9 @@ class Distiller(Classifier):
     full weight back.
 
     The teacher runs once per step, and only if an active term reads one of its sources;
-    only the layers that active terms read are recorded. It sees exactly the student's
+    only the layers that active terms read are recorded. It is neither optimised nor
+    saved: ``state_dict()`` (and so every checkpoint) holds the student and the terms'
+    connectors, and loading one keeps the teacher's own weights. It sees exactly the student's
     batch, after mixup/cutmix, as in DeiT.
 
     Args:
@@ -89,6 +91,8 @@ class Distiller(Classifier):
         self._multipliers = {name: 1.0 for name in self.terms}
         if any(t.reads('teacher.logits') for t in self.terms.values()):
             self._check_classes()
+        self._register_state_dict_hook(_drop_teacher)
+        self._register_load_state_dict_pre_hook(self._keep_own_teacher)
 
     # ----- building -----------------------------------------------------------------------
     @staticmethod
@@ -283,6 +287,16 @@ class Distiller(Classifier):
             self.teacher_recorder.outputs = {}
         return losses
 
+    def _keep_own_teacher(self, state_dict, prefix, *args):
+        # The teacher is not training state: it keeps the weights of its own checkpoint,
+        # whatever a distiller checkpoint holds (older ones saved it too).
+        if self.teacher is None:
+            return
+        for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+            del state_dict[key]
+        for key, value in self.teacher.state_dict().items():
+            state_dict[f'{prefix}teacher.{key}'] = value
+
     def _rename_legacy_keys(self, state_dict, prefix, *args):
         # EarlyDistiller kept its hidden pairs' aligners as aligners.<i>, in order.
         super()._rename_legacy_keys(state_dict, prefix, *args)
@@ -293,6 +307,14 @@ class Distiller(Classifier):
                 name, argument = connected[int(index)]
                 new = f'{prefix}terms.{name}.connectors.{argument}.{rest}'
                 state_dict[new] = state_dict.pop(key)
+
+
+def _drop_teacher(module, state_dict, prefix, local_metadata):
+    # Saved checkpoints hold the student and the terms' connectors, not the teacher,
+    # which comes back from its own checkpoint (a RegNetY-16GF is 319 MB).
+    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+        del state_dict[key]
+    return state_dict
 
 
 def input_size(net, default=224):

@@ -2,6 +2,8 @@
 # 0.05, 300 epochs, 5 warm-up epochs, cosine decay; global batch 1024 (8 GPUs x 128).
 optim_wrapper = dict(
     type='OptimWrapper',
+    # The frozen teacher stays out of the optimizer.
+    constructor='DistillerOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05, eps=1e-8,
                    betas=(0.9, 0.999)),
     paramwise_cfg=dict(
