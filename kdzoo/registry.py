@@ -6,6 +6,7 @@ every mmpretrain/mmengine component (transforms, samplers, optimizers, hooks) wi
 a scope prefix. Model and optimizer wrappers are the exception, see below.
 """
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 from mmpretrain import registry as mmpre
@@ -40,13 +41,17 @@ DATA_SAMPLERS = Registry('data sampler', parent=MMPRE_DATA_SAMPLERS,
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           scope=SCOPE, locations=['kdzoo.engine'])
 
+# A direct child of the root too, so that 'kdzoo.DistillerOptimWrapperConstructor' resolves
+# wherever build_optim_wrapper is called (mmpretrain adds no constructors of its own).
+OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
+                                      parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE,
+                                      locations=['kdzoo.engine'])
+
 # Registries kdzoo adds nothing to. Without a 'kdzoo' child, a build in the kdzoo scope
 # still finds mmpretrain's entries but warns every time (optimizers, schedulers,
 # visualizers, batch augments...), so each gets an empty child.
 BATCH_AUGMENTS = Registry('batch augment', parent=mmpre.BATCH_AUGMENTS, scope=SCOPE)
 OPTIMIZERS = Registry('optimizer', parent=mmpre.OPTIMIZERS, scope=SCOPE)
-OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
-                                      parent=mmpre.OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mmpre.PARAM_SCHEDULERS, scope=SCOPE)
 VISBACKENDS = Registry('vis_backend', parent=mmpre.VISBACKENDS, scope=SCOPE)
 VISUALIZERS = Registry('visualizer', parent=mmpre.VISUALIZERS, scope=SCOPE)

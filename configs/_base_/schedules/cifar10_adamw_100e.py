@@ -5,7 +5,7 @@ max_epochs = 100
 optim_wrapper = dict(
     type='OptimWrapper',
     # The frozen teacher stays out of the optimizer.
-    constructor='DistillerOptimWrapperConstructor',
+    constructor='kdzoo.DistillerOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=5e-4 * 128 / 512, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
                        custom_keys={'.cls_token': dict(decay_mult=0.0),

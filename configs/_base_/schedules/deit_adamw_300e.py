@@ -3,7 +3,7 @@
 optim_wrapper = dict(
     type='OptimWrapper',
     # The frozen teacher stays out of the optimizer.
-    constructor='DistillerOptimWrapperConstructor',
+    constructor='kdzoo.DistillerOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05, eps=1e-8,
                    betas=(0.9, 0.999)),
     paramwise_cfg=dict(
