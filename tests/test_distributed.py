@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, write_tiny_distill_config
@@ -18,9 +19,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_training(cifar_tiny, tmp_path):
+@pytest.mark.parametrize('compiled', [False, True], ids=['eager', 'compiled'])
+def test_two_process_gloo_training(cifar_tiny, tmp_path, compiled):
+    # Compiled with Dynamo's eager backend: DDP around a distiller whose networks are
+    # compiled, without minutes of kernel generation on a CPU.
+    extra = "model['compile'] = dict(backend='eager')\n" if compiled else ''
     config = write_tiny_distill_config(tmp_path / 'tiny_distill_dist.py', cifar_tiny,
-                                       per_class=2, batch_size=5)
+                                       per_class=2, batch_size=5, extra=extra)
     work_dir = tmp_path / 'work'
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')

@@ -122,3 +122,14 @@ def test_progress_bar_hook_counts_every_iteration(tmp_path, cifar_tiny, monkeypa
     assert [(b.desc, b.total, b.n, b.closed) for b in bars] == [
         ('epoch 1/1', 2, 2, True), ('val', 2, 2, True)]
     assert 'loss' in bars[0].postfix
+
+def test_benchmark_compares_configs_eager_and_compiled(tmp_path, cifar_tiny, capsys):
+    benchmark = load_tool('benchmark')
+    distilled = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny)
+    speed = benchmark.main([distilled, config_path('resnet20_cifar10'), '--batch-size', '2',
+                            '--iters', '1', '--warmup', '1', '--rounds', '1', '--compile',
+                            '--cfg-options', 'model.compile.backend=eager'])
+    assert set(speed) == {f'{name}{kind}' for kind in ('', ', compiled') for name in (
+        'tiny: with teacher', 'tiny: student alone', 'resnet20_cifar10: student alone')}
+    out = capsys.readouterr().out
+    assert 'ratio' in out and out.count('compiled') == 3

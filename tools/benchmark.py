@@ -2,7 +2,7 @@
 without the teacher, measured side by side in one process.
 
     python tools/benchmark.py CONFIG [CONFIG ...] [--batch-size 64] [--iters 20]
-                              [--warmup 3] [--rounds 2] [--threads N] [--amp]
+                              [--warmup 3] [--rounds 2] [--threads N] [--amp] [--compile]
                               [--cfg-options KEY=VALUE ...]
 
 Each variant (a distiller with its terms on, then its student alone with every term off
@@ -31,6 +31,9 @@ def parse_args(argv=None):
     parser.add_argument('--rounds', type=int, default=2, help='interleaved rounds')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (CPU)')
     parser.add_argument('--amp', action='store_true', help='bf16 autocast')
+    parser.add_argument('--compile', action='store_true',
+                        help='also measure every variant with the student and the teacher '
+                        'compiled (torch.compile; the warm-up steps include compiling)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='applied to every config')
@@ -51,13 +54,15 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
-def prepare(config, args):
+def prepare(config, args, compiled=False):
     """(model, optim wrapper, batch, {variant: stage}) of one config."""
     from mmengine.optim import build_optim_wrapper
 
     from kdzoo.apis import build_model, load_config
     from kdzoo.models.distiller import input_size
     cfg = load_config(config, args.cfg_options)
+    # --cfg-options model.compile=... sets the compile arguments of the compiled variant.
+    cfg.model.compile = (cfg.model.get('compile') or True) if compiled else False
     model = build_model(cfg, teacher_weights=False, device=args.device).train()
     if args.amp:
         cfg.optim_wrapper.type = 'kdzoo.AutocastOptimWrapper'
@@ -76,11 +81,13 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     runs = {}
     for config in args.configs:
-        model, optim_wrapper, data, variants = prepare(config, args)
-        name = osp.splitext(osp.basename(config))[0]
-        for variant, stage in variants.items():
-            key = variant if len(args.configs) == 1 else f'{name}: {variant}'
-            runs[key] = (model, optim_wrapper, data, stage)
+        for compiled in (False, True) if args.compile else (False,):
+            model, optim_wrapper, data, variants = prepare(config, args, compiled)
+            name = osp.splitext(osp.basename(config))[0]
+            for variant, stage in variants.items():
+                key = variant if len(args.configs) == 1 else f'{name}: {variant}'
+                runs[key + (', compiled' if compiled else '')] = (model, optim_wrapper, data,
+                                                                  stage)
     cuda = args.device.startswith('cuda')
     times = {key: [] for key in runs}
     peaks = {}
@@ -115,7 +122,7 @@ def main(argv=None):
         speed[key] = batch / med
         print(f'{key:<{width}}{batch:>6}{speed[key]:>11.1f}{med:>17.3f}{med / first:>8.2f}'
               f'{peaks[key]:>19.0f}')
-    if len(args.configs) == 1 and len(runs) == 2:
+    if len(args.configs) == 1 and {'with teacher', 'student alone'} <= set(runs):
         print(f"teacher overhead: student alone is "
               f"{speed['student alone'] / speed['with teacher']:.2f}x as fast as with the teacher")
     if not cuda:

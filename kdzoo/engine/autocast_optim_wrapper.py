@@ -17,8 +17,13 @@ class AutocastOptimWrapper(OptimWrapper):
 
     def __init__(self, *args, dtype='bfloat16', **kwargs):
         super().__init__(*args, **kwargs)
-        if dtype not in ('bfloat16', 'float16'):
-            raise ValueError(f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
+        if dtype == 'float16':
+            raise ValueError("AutocastOptimWrapper runs bf16, which needs no loss scaling; for "
+                             "float16 use mmengine's AmpOptimWrapper (type='AmpOptimWrapper', "
+                             "CUDA only), whose gradient scaler keeps small gradients from "
+                             "underflowing")
+        if dtype != 'bfloat16':
+            raise ValueError(f"dtype must be 'bfloat16', got {dtype!r}")
         self.dtype = getattr(torch, dtype)
 
     @contextmanager

@@ -1,4 +1,6 @@
 """Plain supervised training of any classifier: CNN teachers and students without a teacher."""
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
@@ -12,6 +14,18 @@ def build_network(cfg):
         from .teacher import build_classifier
         return build_classifier(cfg)
     return MODELS.build(cfg) if isinstance(cfg, dict) else cfg
+
+
+def compile_options(compile):
+    """None (no compilation) or the keyword arguments of ``torch.compile``."""
+    if compile is False or compile is None:
+        return None
+    if compile is True:
+        return {}
+    if isinstance(compile, dict):
+        return dict(compile)
+    raise ValueError(f'compile must be True, False or a dict of torch.compile arguments, got '
+                     f'{compile!r}')
 
 
 def has_dist_head(net):
@@ -45,13 +59,17 @@ class Classifier(BaseModel):
             evaluated per head as well as jointly.
         criterion: the base criterion on true labels (default: plain cross-entropy).
         data_preprocessor: normalisation and batch augmentations (mixup/cutmix).
+        compile: compile the student's forward (its heads, in training and at test time)
+            with ``torch.compile``, leaving the module as it is (parameter names and
+            checkpoints stay the same): True, or a dict of ``torch.compile`` arguments
+            (e.g. ``dict(mode='max-autotune')``). Off by default.
 
     Checkpoints saved before ``model`` was renamed ``student`` (keys ``model.*``) load
     unchanged.
     """
 
     def __init__(self, student=None, criterion=None, data_preprocessor=None, init_cfg=None,
-                 **kwargs):
+                 compile=False, **kwargs):
         if 'model' in kwargs:
             raise TypeError(f"{type(self).__name__}: the network's config is now called "
                             "'student' (model=dict(student=...)), not 'model'")
@@ -64,7 +82,17 @@ class Classifier(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = build_network(student)
         self.criterion = MODELS.build(criterion or dict(type='LabelSmoothCrossEntropy'))
+        self.compile_cfg = compile_options(compile)
+        self._compiled_heads = None
         self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
+        if self.compile_cfg is not None and type(self) is Classifier:
+            self.compile_student()
+
+    def compile_student(self):
+        """Compile the student's heads (its training and test forward) with
+        ``torch.compile``; the module itself is untouched, so its parameter names stay."""
+        self._compiled_heads = torch.compile(partial(network_heads, self.student),
+                                             **self.compile_cfg)
 
     def _rename_legacy_keys(self, state_dict, prefix, *args):
         for key in [k for k in state_dict if k.startswith(prefix + 'model.')]:
@@ -76,6 +104,8 @@ class Classifier(BaseModel):
 
     def heads(self, inputs):
         """(class logits, distillation logits or None)."""
+        if self._compiled_heads is not None:
+            return self._compiled_heads(inputs)
         return network_heads(self.student, inputs)
 
     def forward(self, inputs, data_samples=None, mode='tensor'):

@@ -52,19 +52,20 @@ class Distiller(Classifier):
             in DearKD's second stage, Chen et al. CVPR 2022): 'labels' (``loss_cls`` is
             then the mean of both heads' criterion, so the joint classifier stays
             consistent) or None (the head is left untrained).
-        criterion, data_preprocessor: as in :class:`Classifier`.
+        criterion, data_preprocessor, compile: as in :class:`Classifier`; ``compile``
+            compiles the student and the teacher network.
     """
 
     def __init__(self, student=None, teacher=None, distill=None, distill_loss=None, alpha=0.5,
                  idle_dist_head='labels', criterion=None, data_preprocessor=None,
-                 init_cfg=None, **kwargs):
+                 init_cfg=None, compile=False, **kwargs):
         legacy = sorted(set(kwargs) & {'hidden_distill', 'stage2_dist_target'})
         if legacy:
             raise TypeError(f'Distiller: {legacy} were replaced by named terms: write each '
                             'hidden pair as a term in distill=dict(NAME=dict(loss=..., '
                             "inputs=..., connectors=...)) and stage2_dist_target as "
                             'idle_dist_head (see README.md, "Distillation terms")')
-        super().__init__(student, criterion, data_preprocessor, init_cfg, **kwargs)
+        super().__init__(student, criterion, data_preprocessor, init_cfg, compile, **kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f'alpha must be in [0, 1], got {alpha}')
         if idle_dist_head not in IDLE_DIST_HEAD:
@@ -93,6 +94,12 @@ class Distiller(Classifier):
             self._check_classes()
         self._register_state_dict_hook(_drop_teacher)
         self._register_load_state_dict_pre_hook(self._keep_own_teacher)
+        if self.compile_cfg is not None:
+            # After the dry forward and the hooks: the recorders' hooks are traced with
+            # the networks, and a stage switch compiles each network once more.
+            self.compile_student()
+            if self.teacher is not None:
+                self.teacher.model.compile(**self.compile_cfg)
 
     # ----- building -----------------------------------------------------------------------
     @staticmethod

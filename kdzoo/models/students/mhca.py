@@ -51,16 +51,23 @@ def relative_features(grid, device='cpu'):
         return torch.stack([dx, dy, dx * dx + dy * dy], dim=-1)
 
 
-@lru_cache(maxsize=16)
+_POSITIONS = {}
+
+
 def centred_positions(grid, device='cpu'):
     """(N, 2) float positions (x, y) of the row-major patches of ``grid = (H, W)``,
-    centred on the grid."""
-    h, w = grid
-    with torch.inference_mode(False):
-        ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                                torch.arange(w, device=device, dtype=torch.float32),
-                                indexing='ij')
-        return torch.stack([xs.reshape(-1) - (w - 1) / 2, ys.reshape(-1) - (h - 1) / 2], -1)
+    centred on the grid; cached per grid and device (a plain dict, which torch.compile
+    reads as a constant)."""
+    key = (tuple(grid), str(device))
+    if key not in _POSITIONS:
+        h, w = grid
+        with torch.inference_mode(False):
+            ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                                    torch.arange(w, device=device, dtype=torch.float32),
+                                    indexing='ij')
+            _POSITIONS[key] = torch.stack([xs.reshape(-1) - (w - 1) / 2,
+                                           ys.reshape(-1) - (h - 1) / 2], -1)
+    return _POSITIONS[key]
 
 
 #: Extra query/key channels that carry the positional term.
