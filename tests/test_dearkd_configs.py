@@ -9,7 +9,6 @@ from mmpretrain.structures import DataSample
 
 from conftest import CONFIGS, REPO, load_tool
 from kdzoo.models.students.mhca import MHCA
-from kdzoo.engine.ddp import leaves_parameters_unused
 from kdzoo.registry import MODELS
 
 torch.set_num_threads(1)
@@ -52,8 +51,6 @@ def test_config_builds_and_runs_one_step(name, width, heads, switch, epochs, siz
     cosine = cfg.param_scheduler[-1]
     assert cosine.end == epochs
     assert '.rel_pos_weight' in cfg.optim_wrapper.paramwise_cfg.custom_keys
-    # Stage 2 leaves the aligner without gradients: DDP is told so without a config line.
-    assert leaves_parameters_unused(model)
     x = torch.randn(1, 3, size, size)
     losses = model.loss(x, [DataSample().set_gt_label(3)])
     assert set(losses) == {'loss_cls', 'loss_distill', hidden}

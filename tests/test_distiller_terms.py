@@ -263,8 +263,14 @@ def test_checkpoints_from_before_the_rename_load():
         assert torch.equal(value, state[key]), key
 
 
-def test_ddp_looks_for_unused_parameters_only_when_a_term_has_some():
-    from kdzoo.engine.ddp import leaves_parameters_unused
-    assert leaves_parameters_unused(MODELS.build(distiller_cfg()))  # the aligner
-    assert not leaves_parameters_unused(MODELS.build(distiller_cfg(dict())))  # logits only
-    assert not leaves_parameters_unused(MODELS.build(dict(type='Classifier', student=student())))
+def test_every_trainable_parameter_stays_in_the_graph_when_terms_are_off():
+    """So that DDP needs no search for unused parameters (find_unused_parameters=False)."""
+    for idle in ('labels', None):
+        model = MODELS.build(distiller_cfg(idle_dist_head=idle)).train()
+        model.set_stage({})
+        losses = model.loss(*batch())
+        assert losses['loss_hidden_l3'] == 0
+        sum(losses.values()).backward()
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not missing
+        assert all(torch.count_nonzero(p.grad) == 0 for p in model.terms.parameters())

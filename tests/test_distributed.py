@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -23,7 +24,17 @@ def free_port():
 def test_two_process_gloo_training(cifar_tiny, tmp_path, compiled):
     # Compiled with Dynamo's eager backend: DDP around a distiller whose networks are
     # compiled, without minutes of kernel generation on a CPU.
-    extra = "model['compile'] = dict(backend='eager')\n" if compiled else ''
+    # A hidden term through an aligner, switched off after the first step: in stage 2 its
+    # aligner has no say in the loss, and DDP runs without find_unused_parameters.
+    extra = textwrap.dedent('''
+        model['distill'] = dict(hidden=dict(
+            loss=dict(type='HiddenMSELoss'),
+            inputs=dict(student_features='student.blocks.1', teacher_features='teacher.layer3'),
+            connectors=dict(student_features=dict(type='Aligner'))))
+        default_hooks['distill_stage'] = dict(type='DistillStageHook', switch_iter=1)
+    ''')
+    if compiled:
+        extra += "model['compile'] = dict(backend='eager')\n"
     config = write_tiny_distill_config(tmp_path / 'tiny_distill_dist.py', cifar_tiny,
                                        per_class=2, batch_size=5, extra=extra)
     work_dir = tmp_path / 'work'
@@ -55,6 +66,8 @@ def test_two_process_gloo_training(cifar_tiny, tmp_path, compiled):
     # 20 images shared by 2 processes at batch 5: 2 iterations each.
     assert re.search(r'Epoch\(train\)\s*\[1\]\[2/2\]', log)
     assert not re.search(r'\[\d+/4\]', log)
+    assert 'iteration 2: switching to stage 2' in log
+    assert 'find_unused_parameters' not in output
 
     ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
     assert ckpt['meta']['epoch'] == 1 and ckpt['meta']['iter'] == 2

@@ -47,7 +47,8 @@ def build(config):
     model_cfg = cfg.model
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if model_cfg.get('teacher'):
-        model_cfg.teacher.checkpoint = None
+        # bf16 (the ImageNet teachers' GPU setting) rounds the teacher, not the terms.
+        model_cfg.teacher.update(checkpoint=None, bf16=False)
     model_cfg.student.pop('pretrained', None)
     DefaultScope.get_instance(f'pin_{zlib.crc32(config.encode())}', scope_name='kdzoo')
     return MODELS.build(model_cfg).eval()

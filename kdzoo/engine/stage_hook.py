@@ -81,8 +81,8 @@ class DistillStageHook(Hook):
     covers a resumed run) and at every epoch or iteration, never from a counter of the
     hook's own, so a run resumed in either stage or exactly at a boundary is in the same
     stage as an uninterrupted one. A switched-off term only stops computing: its
-    connectors keep their place in the optimizer and receive no gradient (DDP then needs
-    ``find_unused_parameters=True``).
+    connectors keep their place in the optimizer and get a zero gradient, so DDP needs no
+    search for unused parameters.
 
     Args:
         switch_epoch, switch_iter, switch_ratio: the switch of all terms (one of them, or

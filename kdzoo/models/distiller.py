@@ -278,8 +278,11 @@ class Distiller(Classifier):
         base = self.criterion(cls_logits, targets)
         reads_dist = any(t.reads('student.dist_logits', 'student.logits')
                          for t in active.values())
-        if dist_logits is not None and self.idle_dist_head == 'labels' and not reads_dist:
-            base = (base + self.criterion(dist_logits, targets)) / 2
+        if dist_logits is not None and not reads_dist:
+            if self.idle_dist_head == 'labels':
+                base = (base + self.criterion(dist_logits, targets)) / 2
+            else:  # in the graph with a zero gradient, so DDP needs no unused-parameter search
+                base = base + 0.0 * dist_logits.sum()
         mixed = sum(t.weight * self._multipliers[n] for n, t in active.items() if t.mix)
         losses = dict(loss_cls=(1 - mixed) * base)
         for name, term in self.terms.items():
@@ -287,7 +290,11 @@ class Distiller(Classifier):
                 losses[f'loss_{name}'] = term.weight * self._multipliers[name] * term(lookup)
             else:
                 # Logged as 0: mmengine's log would otherwise repeat the last active value.
-                losses[f'loss_{name}'] = base.new_zeros(())
+                # Its trainable parameters (connectors) stay in the graph with a zero
+                # gradient, so DDP needs no search for unused parameters at any step.
+                params = [p for p in term.parameters() if p.requires_grad]
+                losses[f'loss_{name}'] = (0.0 * sum(p.sum() for p in params) if params
+                                          else base.new_zeros(()))
         # Release the recorded tensors now rather than at the next step.
         self.student_recorder.outputs = {}
         if self.teacher_recorder is not None:
