@@ -1,4 +1,5 @@
 """bf16 autocast (--amp), tools/benchmark.py, tools/model_zoo.py and the progress bar."""
+import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
@@ -133,3 +134,15 @@ def test_benchmark_compares_configs_eager_and_compiled(tmp_path, cifar_tiny, cap
         'tiny: with teacher', 'tiny: student alone', 'resnet20_cifar10: student alone')}
     out = capsys.readouterr().out
     assert 'ratio' in out and out.count('compiled') == 3
+
+
+def test_benchmark_model_flops_utilisation_arithmetic():
+    benchmark = load_tool('benchmark')
+    # DeiT-S: 4.61 GMACs per image; 1000 images/s on a 989.4 TFLOP/s device:
+    # 1000 * 3 * 2 * 4.61e9 / 989.4e12 = 2.8%.
+    macs = benchmark.zoo_flops(config_path('deit_s'))
+    assert macs == 4608338304
+    assert benchmark.model_flops_utilisation(1000, macs, 989.4) == pytest.approx(
+        1000 * 6 * macs / 989.4e12)
+    assert benchmark.zoo_flops(config_path('deit_micro_cifar10_full')) is not None
+    assert benchmark.device_peak('cpu', 312.0) == 312.0

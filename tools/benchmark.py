@@ -3,14 +3,16 @@ without the teacher, measured side by side in one process.
 
     python tools/benchmark.py CONFIG [CONFIG ...] [--batch-size 64] [--iters 20]
                               [--warmup 3] [--rounds 2] [--threads N] [--amp] [--compile]
-                              [--cfg-options KEY=VALUE ...]
+                              [--teacher-dtype float32] [--cfg-options KEY=VALUE ...]
 
 Each variant (a distiller with its terms on, then its student alone with every term off
 and the teacher not run; a plain classifier once) runs the real training step
 (preprocessing, mixup/cutmix, forward, backward, optimizer) on synthetic images of the
 config's resolution, so data loading is not measured. Variants run in interleaved rounds,
 so their ratios (to the first row) are measured side by side. Teacher weights are not
-loaded: they do not change the cost.
+loaded: they do not change the cost. On a GPU the student-alone rows also give the model
+FLOPs utilisation: the model zoo's counted FLOPs (configs/*/metafile.yml) of a training
+step (3 forward passes) per second over the device's dense bf16 peak.
 """
 import argparse
 import os.path as osp
@@ -34,10 +36,51 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true',
                         help='also measure every variant with the student and the teacher '
                         'compiled (torch.compile; the warm-up steps include compiling)')
+    parser.add_argument('--teacher-dtype', choices=['config', 'float32', 'bfloat16'],
+                        default='config', help="the teacher's precision: the config's, or "
+                        'one for every config (float32 on a CPU without native bf16)')
+    parser.add_argument('--peak-tflops', type=float, help="the device's dense bf16 peak, for "
+                        'the model FLOPs utilisation on a GPU (default: known for H100/H200, '
+                        'A100, L40S, L4, A10, V100)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='applied to every config')
     return parser.parse_args(argv)
+
+
+#: Dense bf16 tensor peaks (TFLOP/s) of common accelerators, from their vendors' data
+#: sheets; --peak-tflops gives any other.
+BF16_PEAK_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'A100': 312.0, 'L40S': 362.1, 'L4': 121.0,
+                    'A10': 125.0, 'V100': 125.0}
+
+
+def zoo_flops(config):
+    """Multiply-accumulates per image of the config's student, as the model zoo counted
+    them (configs/*/metafile.yml), or None when the config is not in the zoo."""
+    import glob
+
+    import yaml
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    target = osp.relpath(osp.abspath(config), root)
+    for path in glob.glob(osp.join(root, 'configs', '*', 'metafile.yml')):
+        with open(path) as f:
+            for model in yaml.safe_load(f).get('Models', []):
+                if model.get('Config') == target:
+                    return model.get('Metadata', {}).get('FLOPs')
+    return None
+
+
+def model_flops_utilisation(images_per_s, macs_per_image, peak_tflops):
+    """Training FLOP/s over the peak: a step costs 3 forward passes (forward, and twice
+    that for the backward) of 2 FLOPs per multiply-accumulate."""
+    return images_per_s * 3 * 2 * macs_per_image / (peak_tflops * 1e12)
+
+
+def device_peak(device, given):
+    if given:
+        return given
+    name = torch.cuda.get_device_name(torch.device(device))
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
 
 
 def synthetic_batch(batch_size, size, num_classes):
@@ -61,6 +104,8 @@ def prepare(config, args, compiled=False):
     from kdzoo.apis import build_model, load_config
     from kdzoo.models.distiller import input_size
     cfg = load_config(config, args.cfg_options)
+    if args.teacher_dtype != 'config' and cfg.model.get('teacher') is not None:
+        cfg.model.teacher.bf16 = args.teacher_dtype == 'bfloat16'
     # --cfg-options model.compile=... sets the compile arguments of the compiled variant.
     cfg.model.compile = (cfg.model.get('compile') or True) if compiled else False
     model = build_model(cfg, teacher_weights=False, device=args.device).train()
@@ -80,14 +125,17 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = {}
+    flops = {}
     for config in args.configs:
         for compiled in (False, True) if args.compile else (False,):
             model, optim_wrapper, data, variants = prepare(config, args, compiled)
             name = osp.splitext(osp.basename(config))[0]
             for variant, stage in variants.items():
                 key = variant if len(args.configs) == 1 else f'{name}: {variant}'
-                runs[key + (', compiled' if compiled else '')] = (model, optim_wrapper, data,
-                                                                  stage)
+                key += ', compiled' if compiled else ''
+                runs[key] = (model, optim_wrapper, data, stage)
+                # The student's own FLOPs: the utilisation of the student alone.
+                flops[key] = zoo_flops(config) if variant == 'student alone' else None
     cuda = args.device.startswith('cuda')
     times = {key: [] for key in runs}
     peaks = {}
@@ -111,8 +159,9 @@ def main(argv=None):
     print(f"{', '.join(args.configs)}: device {args.device}, amp {args.amp}, threads "
           f"{torch.get_num_threads()}, {args.iters} x {args.rounds} timed steps per variant")
     width = max(len(k) for k in runs) + 2
+    peak = device_peak(args.device, args.peak_tflops) if cuda else None
     print(f"{'variant':<{width}}{'batch':>6}{'images/s':>11}{'s/step (median)':>17}"
-          f"{'ratio':>8}{'peak memory (MB)':>19}")
+          f"{'ratio':>8}{'peak memory (MB)':>19}" + (f"{'MFU':>8}" if peak else ''))
     speed = {}
     first = None
     for key, (_, _, data, _) in runs.items():
@@ -120,8 +169,12 @@ def main(argv=None):
         first = first or med
         batch = len(data['inputs'])
         speed[key] = batch / med
+        mfu = ''
+        if peak:
+            mfu = (f'{100 * model_flops_utilisation(speed[key], flops[key], peak):>7.1f}%'
+                   if flops[key] else f"{'-':>8}")
         print(f'{key:<{width}}{batch:>6}{speed[key]:>11.1f}{med:>17.3f}{med / first:>8.2f}'
-              f'{peaks[key]:>19.0f}')
+              f'{peaks[key]:>19.0f}{mfu}')
     if len(args.configs) == 1 and {'with teacher', 'student alone'} <= set(runs):
         print(f"teacher overhead: student alone is "
               f"{speed['student alone'] / speed['with teacher']:.2f}x as fast as with the teacher")
