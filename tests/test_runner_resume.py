@@ -232,3 +232,25 @@ def test_tools_test_matches_model_predictions(resumed, cifar_tiny, tmp_path):
     assert len(ds) == 100
     assert isinstance(ds[0]['data_samples'], DataSample)
     assert glob.glob(osp.join(str(tmp_path / 'w'), '*', '*.log'))
+
+
+def test_non_finite_loss_stops_before_the_step_and_names_the_term(cifar_tiny, tmp_path):
+    """AdamW at lr 1e10: the first step is finite, the second loss is not. The run stops
+    there with the term, the iteration and the last finite values, and every checkpoint
+    it saved holds finite weights."""
+    config = write_tiny_distill_config(tmp_path / 'tiny_nan.py', cifar_tiny, per_class=1,
+                                       max_epochs=3)
+    work_dir = tmp_path / 'work'
+    with pytest.raises(FloatingPointError) as err:
+        load_tool('train').main([config, '--work-dir', str(work_dir), '--cfg-options',
+                                 'optim_wrapper.optimizer.lr=1e10',
+                                 'experiment_name=nan'])
+    msg = str(err.value)
+    assert 'non-finite loss at iteration 2' in msg
+    assert 'loss_cls = nan' in msg or 'loss_cls = inf' in msg
+    assert 'the last finite ones, at iteration 1: loss' in msg
+    saved = sorted(os.listdir(work_dir))
+    assert 'epoch_1.pth' in saved and 'epoch_2.pth' not in saved
+    ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values()
+               if v.is_floating_point())

@@ -1,8 +1,10 @@
 """Plain supervised training of any classifier: CNN teachers and students without a teacher."""
+import math
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 
 from kdzoo.registry import MODELS
@@ -101,6 +103,30 @@ class Classifier(BaseModel):
     @property
     def num_classes(self):
         return self.student.num_classes
+
+    def parse_losses(self, losses):
+        """mmengine's sum of the loss terms, stopped at the first non-finite term: before
+        the backward pass and the optimizer step, so no weight (and no checkpoint) takes
+        it in."""
+        loss, log_vars = super().parse_losses(losses)
+        values = {k: float(v.detach()) for k, v in log_vars.items()}
+        bad = {k: v for k, v in values.items() if k != 'loss' and not math.isfinite(v)}
+        if bad or not math.isfinite(values['loss']):
+            iteration = MessageHub.get_current_instance().get_info('iter')
+            where = '' if iteration is None else f' at iteration {iteration + 1}'
+            last = getattr(self, '_last_finite', None)
+            before = ('no finite step before it' if last is None else
+                      f'the last finite ones, at iteration {last[0]}: ' +
+                      ', '.join(f'{k} {v:.4g}' for k, v in last[1].items()))
+            raise FloatingPointError(
+                f'non-finite loss{where}: ' + ', '.join(f'{k} = {v}' for k, v in
+                                                        (bad or {'loss': values['loss']}).items())
+                + f' (all terms: {values}); {before}. Training stopped before this step '
+                'changed any weight; lower the learning rate, check the inputs, or resume '
+                'from the last checkpoint')
+        iteration = MessageHub.get_current_instance().get_info('iter')
+        self._last_finite = (None if iteration is None else iteration + 1, values)
+        return loss, log_vars
 
     def heads(self, inputs):
         """(class logits, distillation logits or None)."""
