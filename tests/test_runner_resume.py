@@ -254,3 +254,32 @@ def test_non_finite_loss_stops_before_the_step_and_names_the_term(cifar_tiny, tm
     ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
     assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values()
                if v.is_floating_point())
+
+
+def test_tools_test_refuses_another_models_checkpoint(resumed, cifar_tiny, tmp_path):
+    """The teacher's checkpoint given with the student's config: before, exit 0 and 10%
+    top-1 of a random network; now a clear error before any testing."""
+    config = write_tiny_distill_config(tmp_path / 'tiny_wrong.py', cifar_tiny,
+                                       teacher_checkpoint=resumed['teacher_ckpt'])
+    with pytest.raises(SystemExit) as err:
+        load_tool('test').main([config, resumed['teacher_ckpt'], '--work-dir',
+                                str(tmp_path / 'w'), '--cfg-options', 'experiment_name=wrong'])
+    msg = str(err.value)
+    assert resumed['teacher_ckpt'] in msg and 'does not fit the model of this config' in msg
+    assert "'student." in msg and 'unexpected' in msg
+
+
+def test_truncated_checkpoints_are_named(resumed, tmp_path):
+    from kdzoo.models.checkpoint import load_state_dict_file, load_strictly
+    good = osp.join(resumed['work_dir'], 'epoch_2.pth')
+    cut = tmp_path / 'cut.pth'
+    with open(good, 'rb') as f:
+        cut.write_bytes(f.read()[:5000])
+    text, short = tmp_path / 'notes.pth', tmp_path / 'hello.pth'
+    text.write_text('not a checkpoint')
+    short.write_text('hello')
+    for path in (cut, text, short):
+        with pytest.raises(ValueError, match=f'{path} is not a readable checkpoint'):
+            load_state_dict_file(str(path))
+        with pytest.raises(ValueError, match='torch checkpoint'):
+            load_strictly(resumed['second'].model, str(path))

@@ -54,7 +54,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
+    # Loaded strictly below: mmengine's load_from would accept another model's checkpoint.
+    cfg.load_from = None
     cfg.launcher = args.launcher
     teacher = cfg.model.get('teacher')
     if teacher is not None and teacher.get('checkpoint') is not None:
@@ -72,6 +73,15 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     distributed = init_distributed(args.launcher)
     runner = Runner.from_cfg(cfg)
+    from mmengine.model import is_model_wrapper
+
+    from kdzoo.models.checkpoint import load_strictly
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    try:
+        load_strictly(model, args.checkpoint)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    runner.logger.info(f'loaded {args.checkpoint} (every key matched)')
     metrics = runner.test()
     if runner.rank == 0:
         print(format_metrics(metrics), flush=True)
