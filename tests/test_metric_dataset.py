@@ -181,3 +181,18 @@ def test_missing_folder_raises_naming_it(tmp_path):
 def test_bad_subset_arguments_raise(cifar_tiny, kw, bad):
     with pytest.raises(ValueError, match=bad):
         build_subset(cifar_tiny, **kw)
+
+
+def test_class_count_mismatch_stops_before_the_first_step(cifar_tiny, tmp_path):
+    from conftest import build_runner, cifar_cfg, tiny_resnet
+    cfg = cifar_cfg('resnet20_cifar10', cifar_tiny, tmp_path,
+                    model=dict(student=tiny_resnet(num_classes=5)))
+    runner = build_runner(cfg)
+    with pytest.raises(ValueError, match=r'has 10 classes but the model predicts 5: set '
+                                         r'num_classes=10'):
+        runner.train()
+    assert runner.iter == 0
+    cfg = cifar_cfg('resnet20_cifar10', cifar_tiny, tmp_path / 'b',
+                    model=dict(data_preprocessor=dict(num_classes=7)))
+    with pytest.raises(ValueError, match='data_preprocessor.num_classes is 7'):
+        build_runner(cfg).train()

@@ -10,6 +10,8 @@ default_hooks = dict(
     # Keyed, so that a child config overrides or removes (None) any of them by name; a
     # distiller with stages adds distill_stage=dict(type='DistillStageHook', ...).
     progress_bar=dict(type='ProgressBarHook'),
+    # The data's class count against the model's, before the first step.
+    data_check=dict(type='DataCheckHook'),
 )
 
 env_cfg = dict(

@@ -1,8 +1,9 @@
 from .autocast_optim_wrapper import AutocastOptimWrapper
+from .data_check_hook import DataCheckHook
 from .ddp import DistillerDDP
 from .optim_constructor import DistillerOptimWrapperConstructor
 from .progress_hook import ProgressBarHook
 from .stage_hook import DistillStageHook
 
-__all__ = ['AutocastOptimWrapper', 'DistillerDDP', 'DistillerOptimWrapperConstructor',
+__all__ = ['AutocastOptimWrapper', 'DataCheckHook', 'DistillerDDP', 'DistillerOptimWrapperConstructor',
            'DistillStageHook', 'ProgressBarHook']
