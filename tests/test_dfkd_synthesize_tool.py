@@ -167,3 +167,33 @@ def test_errors_come_before_any_work(tmp_path, teacher_checkpoint, case, match):
     with pytest.raises(SystemExit, match=match):
         tool.main([cfg, '--out', str(out), '--work-dir', str(tmp_path / 'work')])
     assert not out.exists() and not (tmp_path / 'work').exists()
+
+
+class ConvNoBatchNorm(torch.nn.Module):
+    """A 10-class CNN without BatchNorm: DeepInversion has no statistics to match."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+def test_synthesis_that_fails_before_an_image_leaves_nothing_behind(tmp_path):
+    MODELS.register_module(name='ConvNoBatchNorm', module=ConvNoBatchNorm, force=True)
+    try:
+        checkpoint = tmp_path / 'nobn.pth'
+        torch.save(ConvNoBatchNorm().state_dict(), checkpoint)
+        cfg = write_config(tmp_path, str(checkpoint))
+        with open(cfg, 'a') as f:
+            f.write("model['teacher']['model'] = dict(_delete_=True, type='ConvNoBatchNorm')\n")
+        out = tmp_path / 'synth'
+        with pytest.raises(ValueError, match='BatchNorm'):
+            load_tool('synthesize').main([cfg, '--out', str(out), '--work-dir',
+                                          str(tmp_path / 'work')])
+    finally:
+        MODELS._module_dict.pop('ConvNoBatchNorm', None)
+    assert not out.exists() and not (tmp_path / 'synth.partial').exists()

@@ -78,9 +78,21 @@ class ShardWriter:
     def prepare(self):
         # Every class folder exists from the start, even before it holds an image, so the
         # folder-to-label mapping never shifts.
+        self._made = [d for d in [self.out, *(osp.join(self.out, n) for n in self.classes),
+                                  self.tmp_root] if not osp.isdir(d)]
         for name in self.classes:
             os.makedirs(osp.join(self.out, name), exist_ok=True)
         os.makedirs(self.tmp_root, exist_ok=True)
+
+    def discard_empty(self):
+        """Remove the folders that :meth:`prepare` made and that are still empty (a run
+        that failed before writing an image leaves nothing behind; folders another process
+        has written to stay)."""
+        for path in reversed(getattr(self, '_made', [])):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass  # not empty, or gone already
 
     def finish(self):
         """Remove the temporary folder once no process writes there any more."""
@@ -147,18 +159,25 @@ def run_shards(synthesizer, teacher, writer, labels, batch_size, rank=0, world_s
         bar = tqdm(total=len(mine), initial=len(mine) - len(pending), unit='shard',
                    desc=f'shards (rank {rank})', dynamic_ncols=True)
     written = []
-    for shard in todo:
-        writer.clear(shard)
-        indices = list(range(shard * batch_size, min((shard + 1) * batch_size, len(labels))))
-        shard_labels = labels[indices]
-        result = synthesizer.synthesize(teacher, shard_labels, batch_index=shard)
-        writer.write(shard, indices, shard_labels, result)
-        written.append(shard)
+    try:
+        for shard in todo:
+            writer.clear(shard)
+            indices = list(range(shard * batch_size,
+                                 min((shard + 1) * batch_size, len(labels))))
+            shard_labels = labels[indices]
+            result = synthesizer.synthesize(teacher, shard_labels, batch_index=shard)
+            writer.write(shard, indices, shard_labels, result)
+            written.append(shard)
+            if bar is not None:
+                bar.set_postfix(ce=f"{result.losses['ce'].mean().item():.3f}")
+                bar.update(1)
+    except BaseException:
+        if not written:
+            writer.discard_empty()
+        raise
+    finally:
         if bar is not None:
-            bar.set_postfix(ce=f"{result.losses['ce'].mean().item():.3f}")
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return written
 
 
