@@ -111,7 +111,7 @@ def cifar_cfg(name, data_root, work_dir, batch_size=16, max_epochs=1, per_class=
 
 
 def build_runner(cfg):
-    from mmengine.runner import Runner
+    from kdzoo.engine import Runner
     return Runner.from_cfg(cfg)
 
 

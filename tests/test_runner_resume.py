@@ -283,3 +283,18 @@ def test_truncated_checkpoints_are_named(resumed, tmp_path):
             load_state_dict_file(str(path))
         with pytest.raises(ValueError, match='torch checkpoint'):
             load_strictly(resumed['second'].model, str(path))
+
+
+def test_runs_started_in_the_same_second_get_their_own_logs(cifar_tiny, tmp_path,
+                                                           monkeypatch):
+    import time
+    from conftest import cifar_cfg, build_runner
+    now = time.time()
+    monkeypatch.setattr(time, 'time', lambda: now)  # both runners start in one second
+    runners = [build_runner(cifar_cfg('resnet20_cifar10', cifar_tiny, tmp_path / 'work',
+                                      model=dict(student=tiny_resnet())))
+               for _ in range(3)]
+    log_dirs = [r.log_dir for r in runners]
+    assert len(set(log_dirs)) == 3
+    assert log_dirs[1] == log_dirs[0] + '_1' and log_dirs[2] == log_dirs[0] + '_2'
+    assert all(osp.basename(r.log_dir) == r.timestamp for r in runners)

@@ -26,7 +26,7 @@ def epoch_schedule(cfg, epochs, warmup):
 
 def run(config, work_dir, data_root, epochs, warmup, seed, extra=None):
     from mmengine.config import Config
-    from mmengine.runner import Runner
+    from kdzoo.engine import Runner
 
     cfg = Config.fromfile(osp.join(ROOT, config))
     cfg.work_dir = work_dir

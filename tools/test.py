@@ -46,7 +46,7 @@ def main(argv=None):
     args = parse_args(argv)
     import kdzoo  # noqa: F401
     from kdzoo.compat import finish_distributed, init_distributed
-    from mmengine.runner import Runner
+    from kdzoo.engine import Runner
 
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):

@@ -58,7 +58,7 @@ def main(argv=None):
     args = parse_args(argv)
     import kdzoo  # noqa: F401  (compatibility fixes, registries)
     from kdzoo.compat import finish_distributed, init_distributed
-    from mmengine.runner import Runner
+    from kdzoo.engine import Runner
 
     if not osp.isfile(args.config):
         raise SystemExit(f'config file {args.config!r} does not exist')

@@ -3,7 +3,8 @@ from .data_check_hook import DataCheckHook
 from .ddp import DistillerDDP
 from .optim_constructor import DistillerOptimWrapperConstructor
 from .progress_hook import ProgressBarHook
+from .runner import Runner
 from .stage_hook import DistillStageHook
 
 __all__ = ['AutocastOptimWrapper', 'DataCheckHook', 'DistillerDDP', 'DistillerOptimWrapperConstructor',
-           'DistillStageHook', 'ProgressBarHook']
+           'DistillStageHook', 'ProgressBarHook', 'Runner']
