@@ -5,6 +5,7 @@ import os.path as osp
 import re
 
 import torch
+from mmengine.config import DictAction
 
 from .model import ConfigError, build_student, load_config
 
@@ -19,13 +20,8 @@ def analysis_parser(description, default_out):
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--data-root', help='override the data root of the val data')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=_dict_action())
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 def per_checkpoint(args, measure):

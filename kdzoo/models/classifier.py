@@ -109,10 +109,12 @@ class Classifier(BaseModel):
         the backward pass and the optimizer step, so no weight (and no checkpoint) takes
         it in."""
         loss, log_vars = super().parse_losses(losses)
-        values = {k: float(v.detach()) for k, v in log_vars.items()}
-        bad = {k: v for k, v in values.items() if k != 'loss' and not math.isfinite(v)}
-        if bad or not math.isfinite(values['loss']):
-            iteration = MessageHub.get_current_instance().get_info('iter')
+        # One device sync for all terms, before the backward pass.
+        values = dict(zip(log_vars, torch.stack([v.detach().float()
+                                                 for v in log_vars.values()]).tolist()))
+        iteration = MessageHub.get_current_instance().get_info('iter')
+        if not all(math.isfinite(v) for v in values.values()):
+            bad = {k: v for k, v in values.items() if k != 'loss' and not math.isfinite(v)}
             where = '' if iteration is None else f' at iteration {iteration + 1}'
             last = getattr(self, '_last_finite', None)
             before = ('no finite step before it' if last is None else
@@ -124,7 +126,6 @@ class Classifier(BaseModel):
                 + f' (all terms: {values}); {before}. Training stopped before this step '
                 'changed any weight; lower the learning rate, check the inputs, or resume '
                 'from the last checkpoint')
-        iteration = MessageHub.get_current_instance().get_info('iter')
         self._last_finite = (None if iteration is None else iteration + 1, values)
         return loss, log_vars
 

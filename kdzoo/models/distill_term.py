@@ -60,6 +60,16 @@ def bind_arguments(name, loss, inputs, positional=()):
     return bound
 
 
+def counterpart(bindings, argument):
+    """The layer source on the other network than ``argument``'s, in a term's
+    ``bindings`` (None unless there is exactly one): what a connector on ``argument`` is
+    sized and resized to."""
+    own = bindings[argument].network
+    others = [s for a, s in bindings.items()
+              if a != argument and s.is_layer and s.network != own]
+    return others[0] if len(others) == 1 else None
+
+
 def takes_argument(module, argument):
     params, _ = forward_parameters(module)
     return any(p.name == argument for p in params)
@@ -88,6 +98,12 @@ class DistillTerm(nn.Module):
         self.connectors = nn.ModuleDict(connectors)
         self.weight = float(weight)
         self.mix = bool(mix)
+        # Decided once: which connectors are given the other layer's spatial size.
+        self._size_of = {}
+        for argument, connector in connectors.items():
+            other = counterpart(bindings, argument)
+            if other is not None and takes_argument(connector, 'size'):
+                self._size_of[argument] = other
 
     @property
     def sources(self):
@@ -96,26 +112,15 @@ class DistillTerm(nn.Module):
     def reads(self, *texts):
         return any(s.text in texts for s in self.bindings.values())
 
-    def counterpart(self, argument):
-        """The layer source on the other network, for connector sizes (None if not
-        exactly one)."""
-        own = self.bindings[argument].network
-        others = [s for a, s in self.bindings.items()
-                  if a != argument and s.is_layer and s.network != own]
-        return others[0] if len(others) == 1 else None
-
     def forward(self, lookup):
         """The unweighted term; ``lookup(source)`` returns a source's tensor."""
         kwargs = {}
         for argument, source in self.bindings.items():
             value = lookup(source)
             if argument in self.connectors:
-                connector = self.connectors[argument]
-                other = self.counterpart(argument)
-                if other is not None and takes_argument(connector, 'size'):
-                    value = connector(value, size=lookup(other).shape[-2:])
-                else:
-                    value = connector(value)
+                other = self._size_of.get(argument)
+                value = (self.connectors[argument](value) if other is None else
+                         self.connectors[argument](value, size=lookup(other).shape[-2:]))
             kwargs[argument] = value
         return self.loss(**kwargs)
 

@@ -10,7 +10,8 @@ import torch
 from kdzoo.registry import MODELS
 from .classifier import Classifier, has_dist_head
 from .connectors import fill_sizes, missing_sizes
-from .distill_term import DistillTerm, bind_arguments, build_loss, check_term_keys
+from .distill_term import (DistillTerm, bind_arguments, build_loss, check_term_keys,
+                           counterpart)
 from .recorder import FeatureRecorder, check_layer_names
 
 IDLE_DIST_HEAD = ('labels', None)
@@ -77,7 +78,7 @@ class Distiller(Classifier):
         bindings = {name: self._bind(name, spec) for name, spec in specs.items()}
         self._check_sources(bindings)
         self._make_recorders(bindings)
-        shapes = self._layer_shapes(specs, bindings)
+        shapes = self._layer_shapes(specs)
         terms = {}
         for name, spec in specs.items():
             loss, bound = bindings[name]
@@ -160,7 +161,7 @@ class Distiller(Classifier):
                                  if self.teacher is not None else None)
 
     @torch.no_grad()
-    def _layer_shapes(self, specs, bindings):
+    def _layer_shapes(self, specs):
         """{source text: shape} of every layer source, from one dry forward of both
         networks, made only when a connector needs its sizes filled in."""
         needs = any(missing_sizes(c) for s in specs.values()
@@ -199,9 +200,8 @@ class Distiller(Classifier):
                                  f'source, not to {source.text!r}')
             cfg = dict(cfg)
             if missing_sizes(cfg):
-                others = [s for a, s in bound.items()
-                          if a != argument and s.is_layer and s.network != source.network]
-                other = shapes.get(others[0].text) if len(others) == 1 else None
+                other = counterpart(bound, argument)
+                other = shapes.get(other.text) if other is not None else None
                 net = self._networks()[source.network]
                 cfg = fill_sizes(cfg, shapes[source.text], other,
                                  getattr(net, 'num_prefix_tokens', 0))
