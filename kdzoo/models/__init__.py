@@ -10,6 +10,7 @@ from .students.dearkd import DearKD
 from .students.deit import DeiT
 from .students.mhca import MHCA
 from .students.timm_model import timm_model
+from .students import timm_registry  # noqa: F401  (timm.create_model('dearkd_tiny'))
 from .teacher import Teacher
 
 __all__ = ['Aligner', 'Classifier', 'CifarResNet', 'ConvConnector', 'DEFAULT_BINDINGS',
