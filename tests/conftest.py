@@ -118,14 +118,16 @@ def build_runner(cfg):
 def write_tiny_distill_config(path, data_root, teacher_checkpoint=None, per_class=2,
                               batch_size=10, max_epochs=1, extra=''):
     """A config file inheriting configs/deit/deit_ti_distilled_cifar10.py with a tiny
-    student and teacher, the data at ``data_root`` and no worker processes."""
+    student and teacher (randomly initialised unless ``teacher_checkpoint`` is given), the
+    data at ``data_root`` and no worker processes."""
     import textwrap
     text = textwrap.dedent(f'''
         _base_ = [{config_path('deit_ti_distilled_cifar10')!r}]
         model = dict(
             student=dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0),
             teacher=dict(model=dict(depth=8, widths=(8, 16, 32)),
-                         checkpoint={teacher_checkpoint!r}))
+                         checkpoint={teacher_checkpoint!r},
+                         random_init={teacher_checkpoint is None}))
         train_dataloader = dict(batch_size={batch_size}, num_workers=0,
                                 persistent_workers=False,
                                 dataset=dict(data_root={str(data_root)!r},

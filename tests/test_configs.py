@@ -143,7 +143,7 @@ def test_config_builds_and_runs_loss_forward(name, cifar_mini):
     cfg = load(name)
     model_cfg = cfg.model
     if 'teacher' in model_cfg:
-        model_cfg.teacher.checkpoint = None
+        model_cfg.teacher.update(checkpoint=None, random_init=True)
     model_cfg.student.pop('pretrained', None)  # weights files are not available here
     model_cfg.data_preprocessor = cfg.data_preprocessor
     torch.manual_seed(0)

@@ -58,7 +58,8 @@ def write_user_config(folder, data_root, work_dir, scale=2.0, alpha=0.4,
         work_dir = {str(work_dir)!r}
         model = dict(
             student=dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0),
-            teacher=dict(model=dict(depth=8, widths=(8, 16, 32)), checkpoint=None),
+            teacher=dict(model=dict(depth=8, widths=(8, 16, 32)), checkpoint=None,
+                         random_init=True),
             distill_loss=dict(_delete_=True, type={USER_LOSS!r}, scale={scale}),
             alpha={alpha})
         train_dataloader = dict(batch_size=10, num_workers=0, persistent_workers=False,
@@ -132,7 +133,7 @@ def test_missing_user_module_fails_loudly(user_dir, cifar_tiny, tmp_path):
 
 def test_unregistered_loss_name_is_reported(cifar_tiny, tmp_path):
     cfg = Config.fromfile(config_path('deit_ti_distilled_cifar10'))
-    cfg.model.teacher.checkpoint = None
+    cfg.model.teacher.update(checkpoint=None, random_init=True)
     cfg.model.distill_loss = dict(type='NoSuchLogitLoss')
     with pytest.raises(KeyError, match='NoSuchLogitLoss'):
         MODELS.build(cfg.model)

@@ -34,7 +34,7 @@ def load(name):
                          ids=[c[0] for c in IMAGENET + CIFAR])
 def test_config_builds_and_runs_one_step(name, width, heads, switch, epochs, size, hidden):
     cfg = load(name)
-    cfg.model.teacher.checkpoint = None
+    cfg.model.teacher.update(checkpoint=None, random_init=True)
     cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).train()

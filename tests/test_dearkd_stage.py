@@ -49,7 +49,8 @@ def tiny_dearkd_cfg(data_root, work_dir, batch_size=10, stage_hook=None):
     cfg = Config.fromfile(osp.join(CONFIGS, 'dearkd', 'dearkd_micro_cifar10.py'))
     cfg.model.student.update(embed_dim=32, num_heads=4, depth=2, num_mhca_blocks=1)
     cfg.model.teacher.update(model=dict(type='CifarResNet', depth=8, widths=(8, 16, 32),
-                                        num_classes=10), checkpoint=None)
+                                        num_classes=10), checkpoint=None,
+                             random_init=True)
     cfg.model.distill.hidden_layer3.inputs.student_features = 'student.blocks.0'
     cfg.train_dataloader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.update(data_root=data_root, per_class=1)

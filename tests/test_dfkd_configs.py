@@ -50,7 +50,8 @@ def test_df_config(name, base, real_root, teacher, sizes, iterations):
         assert cfg.model.teacher.checkpoint == 'work_dirs/resnet20_cifar10'
         assert list(cfg.classes) == list(CIFAR_CLASSES)
     else:
-        assert cfg.model.teacher.checkpoint == 'checkpoints/regnety_160-a5fe301d.pth'
+        assert cfg.model.teacher.checkpoint == \
+            'https://dl.fbaipublicfiles.com/deit/regnety_160-a5fe301d.pth'
     # the student and its recipe are the DearKD config's; only the training images differ
     assert cfg.model.student == ref.model.student
     assert cfg.model.distill == ref.model.distill
@@ -91,7 +92,8 @@ def test_model_zoo_lists_the_df_configs_with_their_students_size():
     by_config = {m['Config']: m for m in meta['Models']}
     for name, base, *_ in DF:
         df = by_config[f'configs/dearkd/{name}.py']['Metadata']
-        assert df == by_config[f'configs/dearkd/{base}.py']['Metadata']
+        real = by_config[f'configs/dearkd/{base}.py']['Metadata']
+        assert (df['Parameters'], df['FLOPs']) == (real['Parameters'], real['FLOPs'])
     with open(osp.join(family, 'README.md')) as f:
         text = f.read()
     assert zoo.updated_readme(text, zoo.render_table(meta), 'README.md') == text

@@ -87,7 +87,7 @@ def test_the_teacher_is_untouched(teacher):
 
 
 def test_a_kdzoo_teacher_is_accepted(teacher):
-    wrapped = MODELS.build(dict(type='Teacher', model=tiny_resnet()))
+    wrapped = MODELS.build(dict(type='Teacher', random_init=True, model=tiny_resnet()))
     wrapped.model.load_state_dict(teacher.state_dict())
     direct = synthesizer().synthesize(teacher, LABELS, 2)
     via = synthesizer().synthesize(wrapped, LABELS, 2)

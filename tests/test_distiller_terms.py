@@ -33,8 +33,9 @@ def hidden(student_layer='blocks.0', teacher_layer='layer3', weight=2.0, **kw):
 def distiller_cfg(distill=None, **kw):
     cfg = dict(
         type='Distiller', student=student(),
-        teacher=dict(type='Teacher', model=dict(type='CifarResNet', depth=8, widths=(8, 16, 32),
-                                                num_classes=10)),
+        teacher=dict(type='Teacher', random_init=True,
+                     model=dict(type='CifarResNet', depth=8, widths=(8, 16, 32),
+                                num_classes=10)),
         criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=0.1),
         distill_loss=dict(type='HardDistillLoss'), alpha=0.5,
         distill=dict(hidden_l3=hidden()) if distill is None else distill,

@@ -166,7 +166,7 @@ def make_distiller(alpha=0.3, distill_loss=dict(type='HardDistillLoss'), distill
     torch.manual_seed(0)
     return MODELS.build(dict(
         type='Distiller', student=tiny_deit(distilled=distilled),
-        teacher=dict(type='Teacher', model=tiny_resnet()),
+        teacher=dict(type='Teacher', random_init=True, model=tiny_resnet()),
         criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=label_smoothing),
         distill_loss=distill_loss, alpha=alpha))
 

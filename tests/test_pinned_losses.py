@@ -48,7 +48,7 @@ def build(config):
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if model_cfg.get('teacher'):
         # bf16 (the ImageNet teachers' GPU setting) rounds the teacher, not the terms.
-        model_cfg.teacher.update(checkpoint=None, bf16=False)
+        model_cfg.teacher.update(checkpoint=None, random_init=True, bf16=False)
     model_cfg.student.pop('pretrained', None)
     DefaultScope.get_instance(f'pin_{zlib.crc32(config.encode())}', scope_name='kdzoo')
     return MODELS.build(model_cfg).eval()

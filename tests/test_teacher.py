@@ -53,7 +53,7 @@ def cifar_preprocessor():
 # ------------------------------------------------------------------------ frozen state
 
 def test_teacher_parameters_frozen_and_eval_forever():
-    teacher = MODELS.build(dict(type='Teacher', model=tiny_resnet()))
+    teacher = MODELS.build(dict(type='Teacher', random_init=True, model=tiny_resnet()))
     assert isinstance(teacher, Teacher)
     params = list(teacher.parameters())
     assert params and not any(p.requires_grad for p in params)
@@ -67,7 +67,7 @@ def test_teacher_parameters_frozen_and_eval_forever():
 
 
 def test_distiller_train_mode_keeps_teacher_in_eval():
-    model = MODELS.build(distiller_cfg(dict(type='Teacher', model=tiny_resnet())))
+    model = MODELS.build(distiller_cfg(dict(type='Teacher', random_init=True, model=tiny_resnet())))
     model.train()
     assert model.training and model.student.training
     assert not any(m.training for m in model.teacher.modules())
@@ -82,7 +82,7 @@ def distill_run(cifar_tiny, tmp_path_factory):
                     per_class=3)
     cfg.model.student = tiny_deit()
     cfg.model.teacher.model = tiny_resnet()
-    cfg.model.teacher.checkpoint = None
+    cfg.model.teacher.update(checkpoint=None, random_init=True)
     torch.manual_seed(0)
     runner = build_runner(cfg)
     model = runner.model
@@ -154,15 +154,15 @@ def test_missing_checkpoint_raises_when_runner_is_built(cifar_tiny, tmp_path):
 @pytest.mark.parametrize('teacher_classes', [100, 7])
 def test_class_count_mismatch_names_both_counts(teacher_classes):
     with pytest.raises(ValueError, match=rf'{teacher_classes}.*\b10\b'):
-        MODELS.build(distiller_cfg(dict(type='Teacher',
+        MODELS.build(distiller_cfg(dict(type='Teacher', random_init=True,
                                         model=tiny_resnet(num_classes=teacher_classes))))
 
 
 def test_class_count_found_by_dry_forward():
     with pytest.raises(ValueError, match=r'\b5\b.*\b10\b'):
-        MODELS.build(distiller_cfg(dict(type='Teacher',
+        MODELS.build(distiller_cfg(dict(type='Teacher', random_init=True,
                                         model=dict(type='RecordingTeacherNet', classes=5))))
-    model = MODELS.build(distiller_cfg(dict(type='Teacher',
+    model = MODELS.build(distiller_cfg(dict(type='Teacher', random_init=True,
                                             model=dict(type='RecordingTeacherNet'))))
     # The dry forward ran at the student's resolution.
     assert model.teacher.model.seen[0].shape == (1, 3, 32, 32)
@@ -192,7 +192,7 @@ def preprocess(model, imgs, samples):
 
 def test_teacher_with_own_mean_std_gets_renormalised_input():
     model = MODELS.build(distiller_cfg(
-        dict(type='Teacher', model=dict(type='RecordingTeacherNet'),
+        dict(type='Teacher', random_init=True, model=dict(type='RecordingTeacherNet'),
              mean=IMAGENET_MEAN, std=IMAGENET_STD),
         data_preprocessor=cifar_preprocessor()))
     imgs, samples = raw_batch()
@@ -211,7 +211,8 @@ def test_teacher_with_own_mean_std_gets_renormalised_input():
 
 
 def test_teacher_without_mean_std_sees_student_input():
-    model = MODELS.build(distiller_cfg(dict(type='Teacher', model=dict(type='RecordingTeacherNet')),
+    model = MODELS.build(distiller_cfg(dict(type='Teacher', random_init=True,
+                                            model=dict(type='RecordingTeacherNet')),
                                        data_preprocessor=cifar_preprocessor()))
     imgs, samples = raw_batch(seed=1)
     data = preprocess(model, imgs, samples)
@@ -223,7 +224,8 @@ def test_teacher_without_mean_std_sees_student_input():
 
 def test_teacher_only_mean_given_keeps_student_std():
     model = MODELS.build(distiller_cfg(
-        dict(type='Teacher', model=dict(type='RecordingTeacherNet'), mean=IMAGENET_MEAN),
+        dict(type='Teacher', random_init=True, model=dict(type='RecordingTeacherNet'),
+             mean=IMAGENET_MEAN),
         data_preprocessor=cifar_preprocessor()))
     imgs, samples = raw_batch(seed=2)
     data = preprocess(model, imgs, samples)
@@ -236,7 +238,7 @@ def test_teacher_only_mean_given_keeps_student_std():
 
 def test_teacher_img_size_resizes_input():
     model = MODELS.build(distiller_cfg(
-        dict(type='Teacher', model=dict(type='RecordingTeacherNet'), img_size=48,
+        dict(type='Teacher', random_init=True, model=dict(type='RecordingTeacherNet'), img_size=48,
              mean=IMAGENET_MEAN, std=IMAGENET_STD),
         data_preprocessor=cifar_preprocessor()))
     imgs, samples = raw_batch(seed=3)
@@ -281,7 +283,7 @@ def test_teacher_loads_work_dir_last_checkpoint(trained_classifier):
     assert torch.allclose(teacher(x), want, atol=1e-5)
     # A freshly initialised network gives other logits: the weights did come from the file.
     torch.manual_seed(123)
-    fresh = Teacher(tiny_resnet())
+    fresh = Teacher(tiny_resnet(), random_init=True)
     assert not torch.allclose(fresh(x), want, atol=1e-3)
 
 

@@ -11,7 +11,8 @@ from conftest import (build_runner, cifar_cfg, config_path, load_tool, tiny_deit
 
 def _tiny_distiller():
     return MODELS.build(dict(
-        type='Distiller', student=tiny_deit(), teacher=dict(type='Teacher', model=tiny_resnet()),
+        type='Distiller', student=tiny_deit(),
+        teacher=dict(type='Teacher', random_init=True, model=tiny_resnet()),
         data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10,
                                mean=[125.3, 123.0, 113.9], std=[51.6, 50.8, 51.3])))
 

@@ -11,7 +11,7 @@ and the teacher not run; a plain classifier once) runs the real training step
 config's resolution, so data loading is not measured. Variants run in interleaved rounds,
 so their ratios (to the first row) are measured side by side. Teacher weights are not
 loaded: they do not change the cost. On a GPU the student-alone rows also give the model
-FLOPs utilisation: the model zoo's counted FLOPs (configs/*/metafile.yml) of a training
+FLOPs utilisation: the model zoo's counted FLOPs (model-index.yml) of a training
 step (3 forward passes) per second over the device's dense bf16 peak.
 """
 import argparse
@@ -56,17 +56,15 @@ BF16_PEAK_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'A100': 312.0, 'L40S': 362.1, 
 
 def zoo_flops(config):
     """Multiply-accumulates per image of the config's student, as the model zoo counted
-    them (configs/*/metafile.yml), or None when the config is not in the zoo."""
-    import glob
-
-    import yaml
-    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    target = osp.relpath(osp.abspath(config), root)
-    for path in glob.glob(osp.join(root, 'configs', '*', 'metafile.yml')):
-        with open(path) as f:
-            for model in yaml.safe_load(f).get('Models', []):
-                if model.get('Config') == target:
-                    return model.get('Metadata', {}).get('FLOPs')
+    them (the Metadata of model-index.yml's models), or None when the config is not in
+    the zoo."""
+    from kdzoo.apis import package_root
+    from kdzoo.apis.model_index import zoo_models
+    root = package_root()
+    target = osp.realpath(config)
+    for model in zoo_models(root):
+        if osp.realpath(osp.join(root, model['Config'])) == target:
+            return model.get('Metadata', {}).get('FLOPs')
     return None
 
 

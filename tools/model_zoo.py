@@ -1,4 +1,5 @@
-"""Generate the model-zoo tables of configs/<family>/README.md from their metafile.yml.
+"""Generate the model-zoo tables of configs/<family>/README.md from their metafile.yml
+(OpenMMLab's model-index format; model-index.yml imports every family's metafile).
 
     python tools/model_zoo.py                 # rewrite every table
     python tools/model_zoo.py --check         # exit 1 if a table is stale
@@ -11,25 +12,18 @@ multiply-accumulates of one image, the convention of the DeiT paper.
 """
 import argparse
 import glob
+import os
 import os.path as osp
+import shutil
 import sys
+import tempfile
 
 import yaml
 
+from kdzoo.apis.model_index import KDZOO_TOP1, PAPER_TOP1, load_metafile, metafiles, top1
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
-
-
-def load_metafile(path):
-    with open(path) as f:
-        meta = yaml.safe_load(f)
-    for model in meta.get('Models', []):
-        for key in ('Name', 'Config'):
-            if key not in model:
-                raise ValueError(f'{path}: a model lacks {key!r}')
-        if not osp.isfile(osp.join(ROOT, model['Config'])):
-            raise ValueError(f"{path}: config {model['Config']!r} does not exist")
-    return meta
 
 
 def _fmt_count(n, unit):
@@ -41,15 +35,15 @@ def render_table(meta):
             '|---|---:|---:|---:|---:|---|']
     for m in meta['Models']:
         md = m.get('Metadata', {})
-        res = m.get('Results', {})
-        paper = res.get('Paper Top-1', '-')  # null in the metafile: the paper gives none
-        ours = res.get('kdzoo Top-1')
+        has_paper, paper = top1(m, PAPER_TOP1)  # null in the metafile: the paper gives none
+        _, ours = top1(m, KDZOO_TOP1)
         weights = m.get('Weights')
         cfg = m['Config']
         rows.append(
             f"| [{osp.basename(cfg)}]({osp.relpath(osp.join(ROOT, cfg), osp.join(ROOT, osp.dirname(cfg)))}) "
             f"| {_fmt_count(md.get('Parameters'), 1e6)} | {_fmt_count(md.get('FLOPs'), 1e9)} "
-            f"| {'unknown' if paper is None else paper} | {'-' if ours is None else ours} "
+            f"| {('unknown' if paper is None else paper) if has_paper else '-'} "
+            f"| {'-' if ours is None else ours} "
             f"| {f'[model]({weights})' if weights else '-'} |")
     return '\n'.join(rows)
 
@@ -63,7 +57,24 @@ def updated_readme(readme_text, table, readme_path):
 
 
 def families():
-    return sorted(osp.dirname(p) for p in glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml')))
+    """The family folders of the metafiles that model-index.yml imports; a metafile the
+    index leaves out is an error (model-index tooling would not see it)."""
+    imported = metafiles(ROOT)
+    found = glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml'))
+    left_out = sorted(osp.relpath(p, ROOT) for p in set(map(osp.abspath, found))
+                      - set(map(osp.abspath, imported)))
+    if left_out:
+        raise ValueError(f'model-index.yml does not import {left_out}; add them to its Import')
+    return [osp.dirname(p) for p in imported]
+
+
+def write_atomically(path, text):
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix='.' + osp.basename(path))
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        f.write(text)
+    if osp.exists(path):
+        shutil.copymode(path, tmp)  # mkstemp's file is private
+    os.replace(tmp, path)
 
 
 def count_stats(config, resolution=None):
@@ -100,14 +111,14 @@ def main(argv=None):
     stale = []
     for family in families():
         meta_path = osp.join(family, 'metafile.yml')
-        meta = load_metafile(meta_path)
+        meta = load_metafile(meta_path, ROOT)
         if args.update_stats:
             for m in meta['Models']:
                 params, flops = count_stats(m['Config'], m.get('Metadata', {}).get('Resolution'))
                 m.setdefault('Metadata', {}).update(Parameters=params, FLOPs=flops)
                 print(f"{m['Config']}: {params / 1e6:.2f}M params, {flops / 1e9:.2f}G FLOPs")
-            with open(meta_path, 'w') as f:
-                yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True)
+            write_atomically(meta_path, yaml.safe_dump(meta, sort_keys=False,
+                                                       allow_unicode=True, width=100))
         readme_path = osp.join(family, 'README.md')
         with open(readme_path) as f:
             text = f.read()
@@ -115,8 +126,7 @@ def main(argv=None):
         if new != text:
             stale.append(osp.relpath(readme_path, ROOT))
             if not args.check:
-                with open(readme_path, 'w') as f:
-                    f.write(new)
+                write_atomically(readme_path, new)
     if args.check and stale:
         print('stale model-zoo tables (run python tools/model_zoo.py): ' + ', '.join(stale))
         return 1

@@ -26,8 +26,8 @@ def build_model(cfg, teacher_weights=True, device='cpu'):
     """The config's model (a Classifier or Distiller) in the kdzoo scope, with the
     config's data preprocessor.
 
-    ``teacher_weights=False`` builds the teacher without loading its checkpoint (for
-    measuring cost, or before the weights come from a distiller's checkpoint).
+    ``teacher_weights=False`` builds a randomly initialised teacher (``random_init=True``)
+    instead of loading the weights it names, for measuring cost or inspecting layers.
     """
     import kdzoo  # noqa: F401  (registries, compatibility fixes)
     from mmengine.registry import DefaultScope
@@ -37,7 +37,8 @@ def build_model(cfg, teacher_weights=True, device='cpu'):
     model_cfg = cfg.model.copy()
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if not teacher_weights and model_cfg.get('teacher') is not None:
-        model_cfg.teacher = dict(model_cfg.teacher, checkpoint=None)
+        model_cfg.teacher = dict(model_cfg.teacher, checkpoint=None, pretrained=False,
+                                 random_init=True)
     with DefaultScope.overwrite_default_scope('kdzoo'):
         return MODELS.build(model_cfg).to(device)
 

@@ -5,15 +5,26 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 from kdzoo.registry import MODELS
-from .checkpoint import load_state_dict_file, resolve_checkpoint
+from .checkpoint import download_checkpoint, load_state_dict_file, resolve_checkpoint
 
 SOURCES = ('timm', 'torchvision', 'mmpretrain')
 
 
-def build_classifier(model, num_classes=None):
+def build_classifier(model, num_classes=None, pretrained=False):
     """Build a classifier from 'timm:NAME', 'torchvision:NAME', 'mmpretrain:NAME' or a config
-    dict of any model registered in kdzoo (or mmpretrain) without pretrained weights."""
+    dict of any model registered in kdzoo (or mmpretrain).
+
+    ``pretrained=True`` asks the source for the weights it publishes for NAME: timm's
+    ``create_model(pretrained=True)`` (NAME may carry a tag, 'regnety_160.deit_in1k'),
+    torchvision's ``DEFAULT`` weights, the weights of mmpretrain's model index. The
+    torchvision and mmpretrain files go through :func:`download_checkpoint` (hash checked)
+    and load with ``weights_only=True``, as timm's own loader does.
+    """
     if isinstance(model, dict):
+        if pretrained:
+            raise ValueError('pretrained=True needs a teacher named "SOURCE:NAME" with SOURCE '
+                             f'one of {SOURCES}; a config dict teacher names its weights '
+                             'with checkpoint=')
         cfg = dict(model)
         if num_classes is not None:
             cfg.setdefault('num_classes', num_classes)
@@ -27,15 +38,53 @@ def build_classifier(model, num_classes=None):
         import timm
         if not timm.is_model(name):
             raise ValueError(f'timm has no model {name!r}')
-        return timm.create_model(name, pretrained=False, **kwargs)
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
     if source == 'torchvision':
         import torchvision
-        return torchvision.models.get_model(name, weights=None, **kwargs)
+        net = torchvision.models.get_model(name, weights=None, **kwargs)
+        if pretrained:
+            url = torchvision.models.get_model_weights(name).DEFAULT.url
+            load_weights(net, download_checkpoint(url), url)
+        return net
     if source == 'mmpretrain':
         from mmpretrain import get_model
         head = {} if num_classes is None else dict(head=dict(num_classes=num_classes))
-        return get_model(name, pretrained=False, **head)
+        net = get_model(name, pretrained=False, **head)
+        if pretrained:
+            from mmpretrain.apis import ModelHub
+            url = ModelHub.get(name).weights
+            if not url:
+                raise ValueError(f'mmpretrain publishes no weights for {name!r}; give the '
+                                 'teacher a checkpoint')
+            load_weights(net, download_checkpoint(url), url)
+        return net
     raise ValueError(f'unknown teacher source {source!r}; choose one of {SOURCES}')
+
+
+def load_weights(net, path, name=None):
+    """Load a checkpoint file into ``net``; every key must match."""
+    missing, unexpected = net.load_state_dict(load_state_dict_file(path), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f'teacher checkpoint {name or path!r} does not match the model: '
+                           f'missing {missing[:5]}, unexpected {unexpected[:5]}')
+
+
+def check_weights_named(model, checkpoint, pretrained, random_init):
+    """A teacher must say where its weights come from: exactly one of a checkpoint,
+    the source's pretrained weights, or ``random_init=True``."""
+    named = [k for k, v in (('checkpoint', checkpoint is not None),
+                            ('pretrained', bool(pretrained)),
+                            ('random_init', bool(random_init))) if v]
+    if len(named) > 1:
+        raise ValueError(f'teacher {model!r}: {" and ".join(named)} exclude each other; give '
+                         'one of checkpoint=, pretrained=True or random_init=True')
+    if not named:
+        raise ValueError(
+            f'teacher {model!r} names no weights, so it would be randomly initialised. Set '
+            'model.teacher.checkpoint to a checkpoint file, an mmengine work dir or an '
+            'http(s):// or file:// URL; or pretrained=True for the weights that timm, '
+            'torchvision or mmpretrain publish for a "SOURCE:NAME" teacher; or '
+            'random_init=True for a random teacher on purpose')
 
 
 @MODELS.register_module()
@@ -48,38 +97,64 @@ class Teacher(nn.Module):
 
     Args:
         model: 'timm:regnety_160', 'torchvision:resnet50', 'mmpretrain:NAME' or a config dict.
-        checkpoint: weights to load (timm, torchvision or mmengine format), or an
-            mmengine work dir, meaning the last checkpoint saved there.
-        num_classes: class count to build the model with (default: the model's own).
+        checkpoint: weights to load (timm, torchvision or mmengine format): a file, an
+            mmengine work dir (the last checkpoint saved there), or an http(s):// or file://
+            URL, downloaded once into torch.hub's cache (hash checked when the file name
+            carries one, ``regnety_160-a5fe301d.pth``).
+        pretrained: the weights the source publishes for a 'SOURCE:NAME' teacher (see
+            :func:`build_classifier`); not together with ``checkpoint``.
+        random_init: a randomly initialised teacher, asked for explicitly (tests, cost
+            measurements). A teacher must name exactly one of ``checkpoint``,
+            ``pretrained`` and ``random_init``.
+        num_classes: class count to build the model with (default: the model's own; with
+            ``pretrained``, it must equal the published weights' count).
         mean, std: the teacher's input normalisation (0-255 scale); None keeps the student's.
         img_size: the teacher's input resolution; None keeps the student's.
         bf16: run the teacher under bf16 autocast.
         channels_last: run a CNN teacher in channels-last memory format.
     """
 
-    def __init__(self, model, checkpoint=None, num_classes=None, mean=None, std=None,
-                 img_size=None, bf16=False, channels_last=False):
+    def __init__(self, model, checkpoint=None, pretrained=False, random_init=False,
+                 num_classes=None, mean=None, std=None, img_size=None, bf16=False,
+                 channels_last=False):
         super().__init__()
+        check_weights_named(model, checkpoint, pretrained, random_init)
+        source = checkpoint
         if checkpoint is not None:
             checkpoint = resolve_checkpoint(checkpoint)
-        self.model = build_classifier(model, num_classes)
-        if checkpoint is not None:
-            missing, unexpected = self.model.load_state_dict(load_state_dict_file(checkpoint),
-                                                             strict=False)
-            if missing or unexpected:
-                raise RuntimeError(f'teacher checkpoint {checkpoint!r} does not match the model: '
-                                   f'missing {missing[:5]}, unexpected {unexpected[:5]}')
-            MMLogger.get_current_instance().info(f'teacher weights loaded from {checkpoint}')
+        # Published weights come with their own head: the class count is checked, not set.
+        # In eval mode before any dry forward, which would otherwise move BatchNorm statistics.
+        self.model = build_classifier(model, None if pretrained else num_classes,
+                                      pretrained).eval()
+        self.img_size = img_size
+        logger = MMLogger.get_current_instance()
+        if pretrained:
+            if num_classes is not None and self.num_classes() != num_classes:
+                raise ValueError(f'teacher {model!r}: its pretrained weights predict '
+                                 f'{self.num_classes()} classes, num_classes={num_classes} '
+                                 'was asked; give a checkpoint trained for those classes '
+                                 'instead')
+            logger.info(f'teacher weights: the pretrained weights of {model}')
+        elif checkpoint is not None:
+            load_weights(self.model, checkpoint, source)
+            logger.info(f'teacher weights loaded from {source}'
+                        + (f' ({checkpoint})' if checkpoint != source else ''))
         self.checkpoint = checkpoint
+        self.pretrained = bool(pretrained)
+        self.random_init = bool(random_init)
         self.bf16 = bf16
         self.channels_last = channels_last
-        self.img_size = img_size
         self.mean = mean
         self.std = std
         self.model.requires_grad_(False)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         super().train(False)
+
+    @property
+    def has_weights(self):
+        """Whether the weights are trained ones (a checkpoint or pretrained), not random."""
+        return not self.random_init
 
     def train(self, mode=True):
         # The teacher's BatchNorm statistics and dropout must not change during distillation.
