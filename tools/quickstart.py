@@ -1,94 +1,110 @@
-"""The main job on the CIFAR-10 subset shipped with kdzoo, no network needed:
+"""Does distillation help? Three students from one teacher on the CIFAR-10 subset shipped
+with kdzoo (no network needed):
 
-1. unpack the subset (500 train / 100 test images per class) to data/cifar10_mini,
-2. train the CNN teacher (configs/deit/resnet20_cifar10.py) on it,
-3. distil a DeiT-style student from it (configs/deit/deit_micro_distilled_cifar10.py),
-4. optionally train the same student without distillation (--baseline),
-5. print a results table (also written to WORK_DIR/results.md).
+1. unpack the subset (500 train / 100 test images per class) to DATA_DIR,
+2. train the CNN teacher (configs/deit/resnet20_cifar10.py) once,
+3. train three students with the same schedule from that teacher: no distillation
+   (deit_micro_cifar10), DeiT hard distillation (deit_micro_distilled_cifar10) and
+   DearKD (dearkd_micro_cifar10), for each seed,
+4. print the results table (the teacher's accuracy included) and write
+   WORK_DIR/results.md, results.csv and curves.png.
 
-    python tools/quickstart.py [--epochs-teacher 6] [--epochs-student 6] [--baseline]
+Steps 2-4 are sweeps (kdzoo.apis.run_sweep) over the prepared configs, which are kept in
+WORK_DIR/configs, so ``tools/sweep.py WORK_DIR/configs/*.py --seeds ...`` repeats them.
+Running the command again skips every finished run.
+
+    python tools/quickstart.py [--epochs-teacher 6] [--epochs-student 3] [--seeds 0 ...]
 """
 import argparse
 import os
 import os.path as osp
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEACHER = 'deit/resnet20_cifar10'
+STUDENTS = ('deit/deit_micro_cifar10', 'deit/deit_micro_distilled_cifar10',
+            'dearkd/dearkd_micro_cifar10')
 
 
-def epoch_schedule(cfg, epochs, warmup):
-    """Rescale a config's warm-up + cosine schedule to ``epochs``."""
-    cfg.train_cfg.max_epochs = epochs
-    cfg.train_cfg.val_interval = epochs
-    warm, cosine = cfg.param_scheduler
-    warm.end = warmup
-    cosine.begin, cosine.end, cosine.T_max = warmup, epochs, epochs - warmup
-
-
-def run(config, work_dir, data_root, epochs, warmup, seed, extra=None):
-    from mmengine.config import Config
-    from kdzoo.engine import Runner
-
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    cfg.work_dir = work_dir
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = data_root
-    cfg.train_dataloader.dataset.subset_ratio = 1.0  # the shipped data is the subset
-    cfg.randomness = dict(seed=seed)
-    cfg.default_hooks.logger.interval = 10
-    epoch_schedule(cfg, epochs, warmup)
-    if extra:
-        cfg.merge_from_dict(extra)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return runner.test()
-
-
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
+    parser.add_argument('--data-dir', default=osp.join('data', 'cifar10_mini'),
+                        help='where the shipped subset is unpacked')
     parser.add_argument('--epochs-teacher', type=int, default=6)
-    parser.add_argument('--epochs-student', type=int, default=6)
-    parser.add_argument('--baseline', action='store_true',
-                        help='also train the student without distillation')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--epochs-student', type=int, default=3)
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0],
+                        help='the students\' seeds (the teacher is trained once, seed 0)')
     args = parser.parse_args(argv)
     for name in ('epochs_teacher', 'epochs_student'):
         if getattr(args, name) < 2:
-            raise SystemExit(f'--{name.replace("_", "-")} must be at least 2')
+            parser.error(f'--{name.replace("_", "-")} must be at least 2, got '
+                         f'{getattr(args, name)}')
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        parser.error(f'--seeds must be distinct integers >= 0, got {args.seeds}')
+    return args
 
-    from kdzoo.apis import MINI_CIFAR10, unpack_archive
 
-    data_root = unpack_archive(MINI_CIFAR10, osp.join('data', 'cifar10_mini'))
-    teacher_dir = osp.join(args.work_dir, 'teacher')
-    rows = [('teacher: ResNet-20 (CNN)',
-             run('configs/deit/resnet20_cifar10.py', teacher_dir, data_root,
-                 args.epochs_teacher, 1, args.seed))]
-    if args.baseline:
-        rows.append(('student, no distillation',
-                     run('configs/deit/deit_micro_cifar10.py', osp.join(args.work_dir, 'student'),
-                         data_root, args.epochs_student, 2, args.seed)))
-    rows.append(('student, distilled',
-                 run('configs/deit/deit_micro_distilled_cifar10.py',
-                     osp.join(args.work_dir, 'student_distilled'), data_root,
-                     args.epochs_student, 2, args.seed,
-                     {'model.teacher.checkpoint': teacher_dir})))
+def rescale_schedule(cfg, epochs, warmup):
+    """Fit a config's warm-up + cosine schedule to ``epochs``, validating every epoch. A
+    stage switch given as an epoch is moved in proportion (a ratio needs no change)."""
+    old = cfg.train_cfg.max_epochs
+    cfg.train_cfg.max_epochs = epochs
+    cfg.train_cfg.val_interval = 1
+    warm, cosine = cfg.param_scheduler
+    warm.end = warmup
+    cosine.begin, cosine.end, cosine.T_max = warmup, epochs, epochs - warmup
+    stage = cfg.default_hooks.get('distill_stage')
+    if stage is not None and stage.get('switch_epoch') is not None:
+        stage.switch_epoch = round(stage.switch_epoch * epochs / old)
 
-    def cell(m, key):
-        return f'{m[key]:.2f}' if key in m else '-'
-    lines = [f'CIFAR-10 subset shipped with kdzoo (5,000 train / 1,000 test images), '
-             f'seed {args.seed}, teacher {args.epochs_teacher} epochs, students '
-             f'{args.epochs_student} epochs', '',
-             '| model | joint top-1 | class head top-1 | distillation head top-1 |',
-             '|---|---:|---:|---:|']
-    for name, m in rows:
-        lines.append(f"| {name} | {cell(m, 'joint/top1')} | {cell(m, 'cls/top1')} "
-                     f"| {cell(m, 'dist/top1')} |")
-    table = '\n'.join(lines)
-    os.makedirs(args.work_dir, exist_ok=True)
-    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
-        f.write(table + '\n')
-    print('\n' + table)
-    return rows
+
+def prepare(config, data_root, epochs, warmup, teacher_dir=None):
+    """The shipped config ``config`` set up for the quickstart."""
+    from kdzoo.apis import find_config, load_config
+    cfg = load_config(find_config(config))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = data_root
+    cfg.train_dataloader.dataset.subset_ratio = 1.0  # the shipped data is the subset
+    cfg.default_hooks.logger.interval = 10
+    rescale_schedule(cfg, epochs, warmup)
+    if cfg.model.get('teacher') is not None:
+        cfg.model.teacher.checkpoint = teacher_dir
+    return cfg
+
+
+def dump(cfg, folder, config):
+    """Write ``cfg`` as WORK_DIR/configs/<name>.py (a complete config) and return the path."""
+    os.makedirs(folder, exist_ok=True)
+    path = osp.join(folder, osp.basename(config) + '.py')
+    tmp = osp.join(folder, f'.{osp.basename(config)}.{os.getpid()}.py')  # dump needs .py
+    cfg.dump(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from kdzoo.apis import MINI_CIFAR10, run_sweep, unpack_archive
+
+    data_root = osp.abspath(unpack_archive(MINI_CIFAR10, args.data_dir))
+    work_dir = osp.abspath(args.work_dir)
+    configs = osp.join(work_dir, 'configs')
+    teacher_cfg = dump(prepare(TEACHER, data_root, args.epochs_teacher, 1), configs, TEACHER)
+    teacher_sweep = osp.join(work_dir, 'teacher')
+    rows, _ = run_sweep([teacher_cfg], [0], teacher_sweep)
+    teacher_top1 = rows[0]['mean']['joint/top1']
+    teacher_dir = osp.join(teacher_sweep, osp.basename(TEACHER), 'seed0')
+    students = [dump(prepare(c, data_root, args.epochs_student,
+                             2 if args.epochs_student >= 4 else 1, teacher_dir), configs, c)
+                for c in STUDENTS]
+    _, table = run_sweep(students, args.seeds, work_dir)
+    print(f'\nCIFAR-10 subset shipped with kdzoo (5,000 train / 1,000 test images); teacher '
+          f'ResNet-20, {args.epochs_teacher} epochs: {teacher_top1:.2f}% top-1; students '
+          f'{args.epochs_student} epochs each, seeds {" ".join(map(str, args.seeds))}\n')
+    print(table)
+    print(f'\nwritten: {work_dir}/results.md, results.csv, curves.png; the same sweep: '
+          f'python tools/sweep.py {configs}/{{{",".join(osp.basename(c) for c in STUDENTS)}}}.py '
+          f'--seeds ... --work-dir DIR')
+    return table
 
 
 if __name__ == '__main__':

@@ -12,6 +12,11 @@ class HeadsAccuracy(BaseMetric):
     """Top-k accuracy (%) of the joint classifier (``joint/top1``) and, for students with a
     distillation token, of the class head (``cls/top1``) and the distillation head
     (``dist/top1``) separately. Single-head models report ``joint/top1`` only.
+
+    When the model is a :class:`~kdzoo.models.Distiller` with a trained teacher, the
+    teacher's own accuracy on the same samples is reported too (``teacher/top1``, ...),
+    from the rank of each true class among the teacher's logits (``teacher_rank``), which
+    the distiller computes once per sample and run.
     """
 
     default_prefix = ''
@@ -26,6 +31,8 @@ class HeadsAccuracy(BaseMetric):
             for _, key in HEADS:
                 if key in sample:
                     result[key] = sample[key].cpu()
+            if 'teacher_rank' in sample:
+                result['teacher_rank'] = sample['teacher_rank'].cpu()
             self.results.append(result)
 
     def compute_metrics(self, results):
@@ -41,4 +48,10 @@ class HeadsAccuracy(BaseMetric):
             for k in self.topk:
                 if k <= scores.shape[1]:
                     metrics[f'{head}/top{k}'] = hits[:, :k].any(1).float().mean().item() * 100
+        if all('teacher_rank' in r for r in results):
+            ranks = torch.stack([r['teacher_rank'] for r in results])
+            n_classes = results[0]['pred_score'].shape[0]
+            for k in self.topk:
+                if k <= n_classes:
+                    metrics[f'teacher/top{k}'] = (ranks < k).float().mean().item() * 100
         return metrics

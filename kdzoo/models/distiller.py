@@ -53,13 +53,16 @@ class Distiller(Classifier):
             in DearKD's second stage, Chen et al. CVPR 2022): 'labels' (``loss_cls`` is
             then the mean of both heads' criterion, so the joint classifier stays
             consistent) or None (the head is left untrained).
+        eval_teacher: validation and test also report the teacher's own accuracy
+            (``teacher/top1``, ...; see :meth:`predict`). Only a teacher with weights and
+            the student's class count is evaluated.
         criterion, data_preprocessor, compile: as in :class:`Classifier`; ``compile``
             compiles the student and the teacher network.
     """
 
     def __init__(self, student=None, teacher=None, distill=None, distill_loss=None, alpha=0.5,
                  idle_dist_head='labels', criterion=None, data_preprocessor=None,
-                 init_cfg=None, compile=False, **kwargs):
+                 init_cfg=None, compile=False, eval_teacher=True, **kwargs):
         legacy = sorted(set(kwargs) & {'hidden_distill', 'stage2_dist_target'})
         if legacy:
             raise TypeError(f'Distiller: {legacy} were replaced by named terms: write each '
@@ -91,6 +94,9 @@ class Distiller(Classifier):
             raise ValueError(f'the weights of the mix=True terms add up to {mixed}; they share '
                              "the base criterion's weight and must add up to at most 1")
         self._multipliers = {name: 1.0 for name in self.terms}
+        self.eval_teacher = bool(eval_teacher)
+        self._teacher_ranks = {}  # sample key -> rank of its true class among the teacher's
+        self._teacher_comparable = None
         if any(t.reads('teacher.logits') for t in self.terms.values()):
             self._check_classes()
         self._register_state_dict_hook(_drop_teacher)
@@ -301,6 +307,50 @@ class Distiller(Classifier):
             self.teacher_recorder.outputs = {}
         return losses
 
+    # ----- evaluation -------------------------------------------------------------------
+    def predict(self, inputs, data_samples=None):
+        """The student's predictions (:meth:`Classifier.predict`) and, in validation and
+        test, the rank of each sample's true class among the teacher's logits
+        (``teacher_rank``: top-k correct iff rank < k), from which
+        :class:`~kdzoo.evaluation.HeadsAccuracy` reports ``teacher/top<k>``.
+
+        The teacher is frozen and the evaluation pipeline deterministic, so each sample's
+        rank is computed once and kept (keyed by image path and shape): the first
+        validation runs the teacher, later validations and a test on the same images do
+        not. Each DDP rank keeps the ranks of its own shard; the evaluator gathers them.
+        """
+        samples = super().predict(inputs, data_samples)
+        if (data_samples is None or not self._evaluates_teacher()
+                or not all('gt_label' in s for s in samples)):
+            return samples
+        keys = [_sample_key(s) for s in samples]
+        todo = [i for i, k in enumerate(keys) if k is None or k not in self._teacher_ranks]
+        ranks = [self._teacher_ranks.get(k) for k in keys]
+        if todo:
+            logits = self.teacher_logits(inputs[todo])
+            labels = torch.cat([samples[i].gt_label for i in todo]).to(logits.device)
+            # The number of classes scored strictly above the true one.
+            new = (logits > logits.gather(1, labels[:, None])).sum(1).tolist()
+            for i, rank in zip(todo, new):
+                ranks[i] = rank
+                if keys[i] is not None:
+                    self._teacher_ranks[keys[i]] = rank
+        for sample, rank in zip(samples, ranks):
+            sample.set_field(torch.tensor(rank), 'teacher_rank', field_type='data')
+        return samples
+
+    def _evaluates_teacher(self):
+        if not self.eval_teacher or self.teacher is None:
+            return False
+        if self._teacher_comparable is None:
+            # A teacher without weights (random initialisation, e.g. for a speed test) or
+            # with another class count has no accuracy worth reporting on these labels.
+            size = input_size(self.student)
+            self._teacher_comparable = (
+                getattr(self.teacher, 'has_weights', False)
+                and self.teacher.num_classes(size=size[-1]) == self.num_classes)
+        return self._teacher_comparable
+
     def _keep_own_teacher(self, state_dict, prefix, *args):
         # The teacher is not training state: it keeps the weights of its own checkpoint,
         # whatever a distiller checkpoint holds (older ones saved it too).
@@ -329,6 +379,15 @@ def _drop_teacher(module, state_dict, prefix, local_metadata):
     for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
         del state_dict[key]
     return state_dict
+
+
+def _sample_key(sample):
+    """What identifies a sample's evaluation input: its image path and shape (None when
+    the dataset gives no path; its teacher rank is then computed every time)."""
+    path = sample.metainfo.get('img_path')
+    if path is None:
+        return None
+    return path, tuple(sample.metainfo.get('img_shape', ()))
 
 
 def input_size(net, default=224):
