@@ -15,6 +15,11 @@ Imported by ``kdzoo/__init__.py``, so every entry point gets them.
    cleanly once every rank has finished.
 4. mmcv-lite has no compiled ops, and mmcv warns on import that its deformable attention
    is missing; kdzoo never uses it, so that one warning is silenced.
+5. mmengine's CheckpointHook builds a FileClient in ``before_train`` even when it is not
+   given ``file_client_args`` and never uses it ("to avoid breaking backward
+   compatibility", mmengine 0.10.7), and FileClient logs two deprecation warnings at every
+   run that no argument avoids (``file_client_args`` itself is deprecated).
+   :func:`quiet_mmengine_notices` drops exactly those two lines from a run's logger.
 """
 import os
 import warnings
@@ -26,6 +31,24 @@ from mmengine.logging.history_buffer import HistoryBuffer
 
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``',
                         category=UserWarning)
+
+_MMENGINE_NOTICES = (
+    '"FileClient" will be deprecated in future.',
+    '"HardDiskBackend" is the alias of "LocalBackend" and the former will be deprecated',
+)
+
+
+def _not_an_mmengine_notice(record):
+    message = record.getMessage()
+    return not any(message.startswith(notice) for notice in _MMENGINE_NOTICES)
+
+
+def quiet_mmengine_notices(logger):
+    """Drop mmengine's two FileClient deprecation lines (item 5 above) from ``logger``."""
+    if _not_an_mmengine_notice not in logger.filters:
+        logger.addFilter(_not_an_mmengine_notice)
+    return logger
+
 
 _HISTORY_BUFFER_METHODS = frozenset(
     name for name in dir(HistoryBuffer) if not name.startswith('_')

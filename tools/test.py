@@ -47,6 +47,7 @@ def main(argv=None):
     import kdzoo  # noqa: F401
     from kdzoo.compat import finish_distributed, init_distributed
     from kdzoo.engine import Runner
+    from kdzoo.engine.config_check import unread_options
 
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
@@ -64,15 +65,18 @@ def main(argv=None):
         from kdzoo.models.checkpoint import resolve_checkpoint
         try:
             resolve_checkpoint(teacher.checkpoint)
-        except FileNotFoundError as e:
+        except OSError as e:  # a missing file, or a URL that cannot be downloaded
             print(f'{e}: the teacher is built without weights; testing needs only the student')
-            teacher.checkpoint = None
+            teacher.checkpoint, teacher.random_init = None, True
     if args.amp:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+    unread = unread_options(cfg, args.cfg_options)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     distributed = init_distributed(args.launcher)
     runner = Runner.from_cfg(cfg)
+    for note in unread:
+        runner.logger.warning(note)
     from mmengine.model import is_model_wrapper
 
     from kdzoo.models.checkpoint import load_strictly

@@ -59,12 +59,17 @@ def main(argv=None):
     import kdzoo  # noqa: F401  (compatibility fixes, registries)
     from kdzoo.compat import finish_distributed, init_distributed
     from kdzoo.engine import Runner
+    from kdzoo.engine.config_check import unread_options
 
     if not osp.isfile(args.config):
         raise SystemExit(f'config file {args.config!r} does not exist')
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = Config.fromfile(args.config)
+    unread = unread_options(cfg, args.cfg_options)
+    cfg = merge_args(cfg, args)
     distributed = init_distributed(args.launcher)
     runner = Runner.from_cfg(cfg)
+    for note in unread:
+        runner.logger.warning(note)
     runner.train()
     finish_distributed(distributed)
     return runner

@@ -1,11 +1,18 @@
 """Class-folder image datasets (ImageNet layout) with class-balanced subsets."""
+import logging
 import os.path as osp
 from collections import defaultdict
 
 import numpy as np
+from mmengine.logging import print_log
 from mmpretrain.datasets import CustomDataset
 
 from kdzoo.registry import DATASETS
+
+from .check import image_error
+
+BAD_IMAGE_POLICIES = ('error', 'skip')
+EMPTY_CLASS_POLICIES = ('error', 'warn')
 
 
 @DATASETS.register_module()
@@ -17,11 +24,19 @@ class ImageFolderSubset(CustomDataset):
         subset_ratio: keep this fraction of each class's images (0 < r <= 1).
         per_class: keep at most this many images per class (instead of a ratio).
         subset_seed: seed of the random choice, so every run sees the same images.
+        bad_image: what an image that cannot be decoded does when it is loaded: 'error'
+            (default) stops with an error that names the file; 'skip' logs the file once
+            and takes the next image of the dataset instead (the next index, so a run is
+            still reproducible), so a long run does not die over one file.
+            ``tools/check_data.py`` finds every such file before a run.
+        empty_class: a class folder without any image: 'error' (default; the model
+            would have an output that no image trains or tests) or 'warn' (a warning
+            that names the folder).
         Other arguments are those of mmpretrain's CustomDataset.
     """
 
     def __init__(self, data_root='', data_prefix='', subset_ratio=1.0, per_class=None,
-                 subset_seed=0, **kwargs):
+                 subset_seed=0, bad_image='error', empty_class='error', **kwargs):
         folder = osp.join(data_root, data_prefix if isinstance(data_prefix, str)
                           else data_prefix.get('img_path', ''))
         if not osp.isdir(folder):
@@ -32,6 +47,13 @@ class ImageFolderSubset(CustomDataset):
             raise ValueError(f'subset_ratio must be in (0, 1], got {subset_ratio}')
         if per_class is not None and per_class < 1:
             raise ValueError(f'per_class must be a positive integer, got {per_class}')
+        for name, value, allowed in (('bad_image', bad_image, BAD_IMAGE_POLICIES),
+                                     ('empty_class', empty_class, EMPTY_CLASS_POLICIES)):
+            if value not in allowed:
+                raise ValueError(f'{name} must be one of {allowed}, got {value!r}')
+        self.bad_image = bad_image
+        self.empty_class = empty_class
+        self._skipped = set()
         self.subset_ratio = subset_ratio
         self.per_class = per_class
         self.subset_seed = subset_seed
@@ -39,6 +61,7 @@ class ImageFolderSubset(CustomDataset):
 
     def load_data_list(self):
         data_list = super().load_data_list()
+        self._check_empty_classes(data_list)
         if self.subset_ratio == 1.0 and self.per_class is None:
             return data_list
         by_class = defaultdict(list)
@@ -51,3 +74,45 @@ class ImageFolderSubset(CustomDataset):
             n = self.per_class or max(1, int(round(len(idx) * self.subset_ratio)))
             keep.extend(rng.permutation(idx)[:min(n, len(idx))].tolist())
         return [data_list[i] for i in sorted(keep)]
+
+    def _check_empty_classes(self, data_list):
+        folder_to_idx = getattr(self, 'folder_to_idx', None)
+        if not folder_to_idx:  # an annotation file, not class folders
+            return
+        found = {int(info['gt_label']) for info in data_list}
+        empty = [osp.join(self.img_prefix, name) for name, i in sorted(folder_to_idx.items())
+                 if i not in found]
+        if not empty:
+            return
+        kinds = ', '.join(sorted(self.extensions))
+        message = (f'class folders without an image (of {kinds}): {", ".join(empty)}; every '
+                   'class folder is a class of the model')
+        if self.empty_class == 'error':
+            raise ValueError(f'{message}. Put images in them or remove them, or set '
+                             "empty_class='warn' in the dataset to train with them")
+        print_log(message, logger='current', level=logging.WARNING)
+
+    def prepare_data(self, idx):
+        """The pipeline's output for image ``idx``; an image that cannot be decoded is
+        handled as ``bad_image`` says. A pipeline error on an image that decodes is
+        raised as it is: it is not about the file."""
+        for _ in range(len(self)):
+            try:
+                return super().prepare_data(idx)
+            except Exception as error:
+                path = self.get_data_info(idx).get('img_path')
+                reason = image_error(path) if path else None
+                if reason is None:
+                    raise
+                if self.bad_image == 'error':
+                    raise ValueError(
+                        f'image {path} cannot be decoded ({reason}); remove or replace it, '
+                        "or set bad_image='skip' in the dataset to train without it "
+                        '(tools/check_data.py lists every such file)') from error
+                if path not in self._skipped:
+                    self._skipped.add(path)
+                    print_log(f'image {path} cannot be decoded ({reason}); skipped, the '
+                              'next image is used instead', logger='current',
+                              level=logging.WARNING)
+                idx = (idx + 1) % len(self)
+        raise ValueError(f'no image of the dataset at {self.img_prefix} can be decoded')

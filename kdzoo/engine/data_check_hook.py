@@ -1,8 +1,30 @@
-"""Checks, before any step, that the data fits the model."""
+"""Checks, before any step, that the data fits the model and the schedule has steps."""
+import numpy as np
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from kdzoo.registry import HOOKS
+
+
+def check_schedule(loop):
+    """Refuse a training loop without a step: ``max_epochs=0``/``max_iters=0``, or fewer
+    images than one batch with ``drop_last``. Such a run would end at once, exit 0 and
+    save nothing (or fail inside a parameter scheduler with "epoch_length must be a
+    positive integer, but got 0"). Called by kdzoo's Runner when it builds the loop."""
+    loader = loop.dataloader
+    if len(loader) == 0:
+        dataset = loader.dataset
+        root = getattr(dataset, 'data_root', '') or getattr(dataset, 'data_prefix', '')
+        raise ValueError(
+            f'the training data ({root}: {len(dataset)} images) gives no iteration per '
+            f'epoch at batch size {loader.batch_size} with drop_last='
+            f'{getattr(loader, "drop_last", None)}: lower the batch size, set '
+            'drop_last=False or add images')
+    if loop.max_iters <= 0:
+        raise ValueError(
+            f'the schedule has no training step: max_epochs='
+            f'{getattr(loop, "max_epochs", None)}, max_iters={loop.max_iters} (train_cfg); '
+            'set train_cfg.max_epochs (or max_iters) to at least 1')
 
 
 @HOOKS.register_module()
@@ -31,17 +53,26 @@ class DataCheckHook(Hook):
         classes = getattr(dataset, 'metainfo', {}).get('classes')
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         expected = getattr(model, 'num_classes', None)
-        if classes is None or not isinstance(expected, int):
+        if not isinstance(expected, int):
             return
         root = getattr(dataset, 'data_root', '') or getattr(dataset, 'data_prefix', '')
-        if len(classes) != expected:
+        if classes is not None and len(classes) != expected:
             raise ValueError(
                 f'the {split} data ({root}) has {len(classes)} classes but the model predicts '
                 f'{expected}: set num_classes={len(classes)} in the model (the student and, '
                 'if any, the teacher) and in data_preprocessor')
+        # Class folders give labels below their count; an annotation file may not.
+        labels = np.asarray(dataset.get_gt_labels() if hasattr(dataset, 'get_gt_labels')
+                            else [])
+        if labels.size and int(labels.max()) >= expected:
+            raise ValueError(f'the {split} data ({root}) has label {int(labels.max())}, but '
+                             f'the model predicts {expected} classes (labels 0 to '
+                             f'{expected - 1}): set num_classes in the model and in '
+                             'data_preprocessor, or check the annotation file')
         pre = getattr(model, 'data_preprocessor', None)
         pre_classes = getattr(pre, 'num_classes', None)
-        if isinstance(pre_classes, int) and pre_classes != len(classes):
+        if isinstance(pre_classes, int) and classes is not None and \
+                pre_classes != len(classes):
             raise ValueError(f'data_preprocessor.num_classes is {pre_classes} but the {split} '
                              f'data ({root}) has {len(classes)} classes; set it to '
                              f'{len(classes)}')
