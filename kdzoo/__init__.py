@@ -12,3 +12,6 @@ def _register_all():
 
 
 _register_all()
+from .apis.inference import Predictor, get_model, inference_model  # noqa: E402,F401
+
+from .apis import find_config, list_configs  # noqa: E402,F401  (after the registries)

@@ -1,4 +1,5 @@
 from .autocast_optim_wrapper import AutocastOptimWrapper
+from .checkpoint_hook import AtomicCheckpointHook
 from .data_check_hook import DataCheckHook
 from .ddp import DistillerDDP
 from .optim_constructor import DistillerOptimWrapperConstructor
@@ -6,5 +7,5 @@ from .progress_hook import ProgressBarHook
 from .runner import Runner
 from .stage_hook import DistillStageHook
 
-__all__ = ['AutocastOptimWrapper', 'DataCheckHook', 'DistillerDDP', 'DistillerOptimWrapperConstructor',
-           'DistillStageHook', 'ProgressBarHook', 'Runner']
+__all__ = ['AtomicCheckpointHook', 'AutocastOptimWrapper', 'DataCheckHook', 'DistillerDDP',
+           'DistillerOptimWrapperConstructor', 'DistillStageHook', 'ProgressBarHook', 'Runner']

@@ -1,9 +1,21 @@
-"""mmengine's Runner, with a log folder of its own for every run."""
+"""mmengine's Runner, with a log folder of its own for every run and checkpoints that
+load strictly, with errors that name the file."""
 import os.path as osp
+import re
+from collections import OrderedDict
 
 import torch
-from mmengine.dist import broadcast
+from mmengine.dist import broadcast, master_only
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner as MMRunner
+from mmengine.runner.checkpoint import _load_checkpoint
+
+from kdzoo.compat import quiet_mmengine_notices
+from kdzoo.models.checkpoint import (fit_state_dict, is_url, read_checkpoint,
+                                     resolve_checkpoint)
+from .atomic_checkpoint import latest_checkpoint, read_pointer, save_atomic
+from .data_check_hook import check_schedule
 
 
 class Runner(MMRunner):
@@ -14,6 +26,13 @@ class Runner(MMRunner):
     second run in that second (a resume right after a short run, or two quick jobs) would
     write into the first one's log. Here rank 0 adds a suffix (``_1``, ``_2``, ...) when
     the folder exists already, and every rank takes the same name.
+
+    Checkpoints (``load_from`` and ``resume``) are read with
+    :func:`kdzoo.models.checkpoint.read_checkpoint` and must fit the model: every key of
+    the student present and no unexpected key, where mmengine would load what matches and
+    train the rest from random weights. A file cut short or of another kind, or another
+    model's checkpoint, stops the run with an error that names the file, before any step
+    (and, on resume, before mmengine's "different number of parameter groups").
     """
 
     def setup_env(self, env_cfg):
@@ -27,3 +46,100 @@ class Runner(MMRunner):
 
     def _suffixed(self, n):
         return self._timestamp if n == 0 else f'{self._timestamp}_{n}'
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        quiet_mmengine_notices(logger)
+        return logger
+
+    def build_train_loop(self, loop):
+        """mmengine's, refusing a schedule without a training step before any work."""
+        loop = super().build_train_loop(loop)
+        check_schedule(loop)
+        return loop
+
+    # ----- checkpoints ----------------------------------------------------------------------
+    def resume(self, filename, *args, **kwargs):
+        self._resuming = True
+        try:
+            return super().resume(filename, *args, **kwargs)
+        finally:
+            self._resuming = False
+
+    def load_checkpoint(self, filename, map_location='cpu', strict=False,
+                        revise_keys=((r'^module\.', ''),)):
+        """mmengine's ``load_checkpoint`` (``load_from`` and ``resume`` go through it), but
+        strict about the student whatever ``strict`` says, and naming the file in every
+        error. ``map_location`` is always the CPU: ``load_state_dict`` copies the weights
+        to the model's device, and the optimizer moves its state to its parameters'."""
+        if '://' in str(filename) and not is_url(filename) and not osp.exists(filename):
+            # Model-zoo prefixes and remote storage (torchvision://, open-mmlab://, s3://):
+            # mmengine's loaders; http(s) URLs are downloaded by resolve_checkpoint.
+            path, checkpoint = filename, _load_checkpoint(filename, map_location='cpu')
+        else:
+            path = resolve_checkpoint(filename)
+            checkpoint = read_checkpoint(path)
+        if not isinstance(checkpoint, dict):
+            raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a checkpoint '
+                             'dict; a kdzoo/mmengine checkpoint (.pth) was expected')
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        state = checkpoint.get('state_dict', checkpoint)
+        if isinstance(state, dict):
+            metadata = getattr(state, '_metadata', None)  # module versions, kept for loading
+            for pattern, replacement in revise_keys:
+                state = OrderedDict((re.sub(pattern, replacement, k), v)
+                                    for k, v in state.items())
+            if metadata is not None:
+                state._metadata = metadata
+        fit_state_dict(model, state, path,
+                       'was saved by another model' if getattr(self, '_resuming', False)
+                       else 'does not fit the model of this config')
+        if getattr(self, '_resuming', False) and 'meta' not in checkpoint:
+            raise ValueError(f'{path} is not a training checkpoint (no meta: epoch, '
+                             'iteration, optimizer); --resume takes a checkpoint that '
+                             'tools/train.py saved in a work dir')
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {path} (every student key matched)')
+        return checkpoint
+
+    # Checkpoints that survive a kill at any moment (see kdzoo/engine/atomic_checkpoint.py
+    # and AtomicCheckpointHook, which writes the last_checkpoint pointer).
+    saves_checkpoints_atomically = True
+
+    @master_only
+    def save_checkpoint(self, out_dir, filename, file_client_args=None, save_optimizer=True,
+                        save_param_scheduler=True, meta=None, by_epoch=True,
+                        backend_args=None):
+        """mmengine's ``save_checkpoint``, written to a temporary file and renamed into
+        place, so ``out_dir/filename`` is always a complete checkpoint or absent (on
+        local disks; other storage keeps mmengine's writing)."""
+        def save(folder, name):
+            return super(Runner, self).save_checkpoint(
+                folder, name, file_client_args, save_optimizer=save_optimizer,
+                save_param_scheduler=save_param_scheduler, meta=meta, by_epoch=by_epoch,
+                backend_args=backend_args)
+
+        if file_client_args is not None or not isinstance(
+                get_file_backend(out_dir, backend_args=backend_args), LocalBackend):
+            return save(out_dir, filename)
+        save_atomic(lambda tmp: save(osp.dirname(tmp), osp.basename(tmp)),
+                    osp.join(out_dir, filename))
+
+    def load_or_resume(self):
+        """An automatic resume (``--resume`` without a path) takes the latest complete
+        checkpoint of the work dir, also when the process that wrote it was killed
+        before updating ``last_checkpoint`` (mmengine trusts the pointer alone)."""
+        if self._resume and self._load_from is None and not self._has_loaded:
+            latest = latest_checkpoint(self.work_dir)
+            pointed = read_pointer(self.work_dir)
+            if latest is not None and latest != pointed:
+                self.logger.warning(
+                    f'last_checkpoint names {pointed}, which is missing, cut short or '
+                    f'older than {latest}; resuming from {latest}')
+            if latest is not None:
+                self.logger.info(f'Auto resumed from the latest checkpoint {latest}.')
+                self.resume(latest)
+                self._has_loaded = True
+                return None
+        return super().load_or_resume()

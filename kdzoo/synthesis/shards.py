@@ -121,6 +121,12 @@ class ShardWriter:
             os.remove(path)
         shutil.rmtree(osp.join(self.tmp_root, f'shard_{shard:05d}'), ignore_errors=True)
 
+    def discard_partial(self, shard):
+        """Delete the temporary folder of a finished ``shard``: a process killed after
+        the shard's manifest and before its cleanup leaves it, and :meth:`finish` would
+        then keep the temporary root forever."""
+        shutil.rmtree(osp.join(self.tmp_root, f'shard_{shard:05d}'), ignore_errors=True)
+
     def write(self, shard, indices, labels, result):
         """Store the :class:`SynthesisResult` of ``shard`` (global image ``indices``)."""
         tmp = osp.join(self.tmp_root, f'shard_{shard:05d}')
@@ -152,6 +158,8 @@ def run_shards(synthesizer, teacher, writer, labels, batch_size, rank=0, world_s
     writer.prepare()
     mine = shards_of_rank(num_shards(len(labels), batch_size), rank, world_size)
     pending = [s for s in mine if not writer.is_done(s)]
+    for shard in set(mine) - set(pending):
+        writer.discard_partial(shard)
     todo = pending if max_shards is None else pending[:max_shards]
     bar = None
     if progress:

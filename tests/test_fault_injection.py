@@ -1,0 +1,204 @@
+"""Atomic checkpoints and resumable runs: the atomic writes on their own, the pointer and
+the order of deletion, the latest complete checkpoint, and tools/fault_injection.py's
+runs under real SIGKILLs (a few kills each; the checks hold wherever the kills land)."""
+import os
+import os.path as osp
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.logging import MessageHub, MMLogger
+
+from conftest import load_tool, tiny_resnet
+from kdzoo.engine import AtomicCheckpointHook
+from kdzoo.engine import atomic_checkpoint as atomic
+from kdzoo.engine import checkpoint_hook as hook_module
+from kdzoo.engine.fault_injection import MAX_STEPS_PER_LIFE, KillPlan
+from kdzoo.models.checkpoint import read_checkpoint
+from kdzoo.registry import MODELS
+
+
+def save(path, value=0.0):
+    torch.save({'meta': {'step': value}, 'w': torch.full((64,), value)}, path)
+    return str(path)
+
+
+def test_interrupted_write_leaves_the_old_file_and_no_partial(tmp_path):
+    path = save(tmp_path / 'epoch_1.pth', 1.0)
+    before = open(path, 'rb').read()
+
+    def dies_halfway(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(before[:len(before) // 2])
+        raise KeyboardInterrupt  # any exception between the temp file and the rename
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic.save_atomic(dies_halfway, path)
+    assert open(path, 'rb').read() == before
+    assert os.listdir(tmp_path) == ['epoch_1.pth']
+
+    def disk_full(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(b'PK')
+        raise OSError('No space left on device')
+
+    with pytest.raises(OSError, match='No space'):
+        atomic.save_atomic(disk_full, str(tmp_path / 'epoch_2.pth'))
+    assert os.listdir(tmp_path) == ['epoch_1.pth']  # no partial epoch_2.pth, no temp
+    atomic.save_atomic(lambda tmp: save(tmp, 2.0), str(tmp_path / 'epoch_2.pth'))
+    assert read_checkpoint(str(tmp_path / 'epoch_2.pth'))['meta'] == {'step': 2.0}
+    atomic.write_text_atomic(str(tmp_path / 'last_checkpoint'), 'x/epoch_2.pth')
+    assert sorted(os.listdir(tmp_path)) == ['epoch_1.pth', 'epoch_2.pth', 'last_checkpoint']
+
+
+def test_temp_files_are_not_checkpoints_and_are_cleaned(tmp_path):
+    save(tmp_path / 'epoch_1.pth', 1.0)
+    partial = atomic.partial_path(str(tmp_path / 'epoch_2.pth'))
+    with open(partial, 'wb') as f:
+        f.write(b'PK\x03\x04 cut short')
+    assert osp.basename(partial).startswith('.epoch_2.pth.') and partial.endswith('.tmp')
+    assert not partial.endswith('.pth') and atomic.is_partial(partial)
+    atomic.write_text_atomic(str(tmp_path / 'last_checkpoint'), str(tmp_path / 'epoch_1.pth'))
+    assert atomic.latest_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_1.pth')
+    # only the names the atomic writes use go: other hidden or .tmp files stay
+    for name in ('notes.tmp', '.hidden', '.last_checkpoint.zz.tmp'):
+        (tmp_path / name).write_text('keep')
+    pointer_partial = atomic.partial_path(str(tmp_path / 'last_checkpoint'))
+    open(pointer_partial, 'w').close()
+    removed = atomic.remove_partial_files(str(tmp_path))
+    assert removed == sorted([osp.basename(partial), osp.basename(pointer_partial)])
+    assert sorted(os.listdir(tmp_path)) == ['.hidden', '.last_checkpoint.zz.tmp',
+                                            'epoch_1.pth', 'last_checkpoint', 'notes.tmp']
+
+
+def test_latest_complete_checkpoint_when_the_pointer_is_stale(tmp_path):
+    work = str(tmp_path)
+    assert atomic.latest_checkpoint(work) is None
+    for step in (1, 2, 3):
+        save(tmp_path / f'epoch_{step}.pth', float(step))
+    assert atomic.latest_checkpoint(work) == osp.join(work, 'epoch_3.pth')  # no pointer
+    atomic.write_text_atomic(osp.join(work, 'last_checkpoint'), osp.join(work, 'epoch_1.pth'))
+    # killed after epoch_3 was in place, before the pointer named it
+    assert atomic.latest_checkpoint(work) == osp.join(work, 'epoch_3.pth')
+    # a file cut short (written in place by another program) is passed over
+    data = open(osp.join(work, 'epoch_3.pth'), 'rb').read()
+    with open(osp.join(work, 'epoch_3.pth'), 'wb') as f:
+        f.write(data[:len(data) - 30])
+    assert atomic.latest_checkpoint(work) == osp.join(work, 'epoch_2.pth')
+    # a pointer to a file that is gone; checkpoints of another kind do not count
+    os.remove(osp.join(work, 'epoch_1.pth'))
+    save(tmp_path / 'iter_900.pth')
+    assert atomic.latest_checkpoint(work) == osp.join(work, 'epoch_2.pth')
+    # a relative pointer (mmengine writes join(work_dir, name)) from a moved work dir
+    atomic.write_text_atomic(osp.join(work, 'last_checkpoint'), 'old/place/epoch_2.pth')
+    assert atomic.read_pointer(work) == osp.join(work, 'epoch_2.pth')
+    # names that cannot be ordered: the pointer decides
+    save(tmp_path / 'best_top1.pth')
+    atomic.write_text_atomic(osp.join(work, 'last_checkpoint'), osp.join(work, 'best_top1.pth'))
+    assert atomic.latest_checkpoint(work) == osp.join(work, 'best_top1.pth')
+
+
+def fake_runner(work_dir, name):
+    saved = []
+
+    def save_checkpoint(out_dir, filename, *args, meta=None, **kwargs):
+        saved.append(filename)
+        atomic.save_atomic(lambda tmp: save(tmp, meta['epoch']), osp.join(out_dir, filename))
+
+    return SimpleNamespace(
+        work_dir=work_dir, message_hub=MessageHub.get_instance(name), saved=saved,
+        logger=MMLogger.get_instance(name, log_level='ERROR'), epoch=0, iter=0,
+        save_checkpoint=save_checkpoint, saves_checkpoints_atomically=True)
+
+
+def test_hook_deletes_the_replaced_checkpoint_only_after_the_pointer(tmp_path, monkeypatch):
+    """With max_keep_ckpts=1 mmengine deletes the pointer's checkpoint before saving the
+    next one; here a run killed at any point leaves a pointer to a complete file."""
+    work = str(tmp_path)
+    hook = AtomicCheckpointHook(interval=1, max_keep_ckpts=1)
+    runner = fake_runner(work, 'hook_order_a')
+    hook.before_train(runner)
+    for epoch in (1, 2):
+        hook._save_checkpoint_with_step(runner, epoch, dict(epoch=epoch, iter=epoch))
+        assert sorted(os.listdir(tmp_path)) == [f'epoch_{epoch}.pth', 'last_checkpoint']
+    real = hook_module.write_text_atomic
+
+    def killed(path, text):  # the process dies while writing the pointer
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hook_module, 'write_text_atomic', killed)
+    with pytest.raises(KeyboardInterrupt):
+        hook._save_checkpoint_with_step(runner, 3, dict(epoch=3, iter=3))
+    monkeypatch.setattr(hook_module, 'write_text_atomic', real)
+    assert sorted(os.listdir(tmp_path)) == ['epoch_2.pth', 'epoch_3.pth', 'last_checkpoint']
+    assert atomic.read_pointer(work) == osp.join(work, 'epoch_2.pth')
+    assert atomic.latest_checkpoint(work) == osp.join(work, 'epoch_3.pth')
+
+    # the resumed run (epoch_3's message hub) removes what the killed one was to delete,
+    # and leftovers of killed writes, and nothing else
+    resumed = fake_runner(work, 'hook_order_b')
+    resumed.message_hub.load_state_dict(read_checkpoint(osp.join(work, 'epoch_3.pth'))
+                                        .get('message_hub', runner.message_hub.state_dict()))
+    open(atomic.partial_path(osp.join(work, 'epoch_4.pth')), 'wb').close()
+    (tmp_path / 'notes.txt').write_text('mine')
+    hook = AtomicCheckpointHook(interval=1, max_keep_ckpts=1)
+    hook.before_train(resumed)
+    assert list(hook.keep_ckpt_ids) == [3]
+    assert sorted(os.listdir(tmp_path)) == ['epoch_3.pth', 'last_checkpoint', 'notes.txt']
+
+
+def test_kill_plans_never_outrun_the_schedule():
+    rng = random.Random(0)
+    for _ in range(300):
+        plan = KillPlan.draw(rng, startup_s=5.0, step_s=0.2)
+        progress, t = 0, 0.0
+        while not plan.due(t, progress, writing=rng.random() < 0.1):
+            t += 0.05
+            progress += rng.random() < 0.3
+        assert progress + 1 <= MAX_STEPS_PER_LIFE  # one more may land with the kill
+    with pytest.raises(ValueError, match='one of'):
+        KillPlan('sometime', 1, 0.0)
+
+
+def test_training_survives_kills(tmp_path, cifar_tiny):
+    tool = load_tool('fault_injection')
+    from kdzoo.apis.fault_injection import train_under_kills
+    assert tool.parse_args(['train', '--kills', '2']).kills == 2
+    lines = []
+    report = train_under_kills(str(tmp_path), kills=2, seed=1, data_root=cifar_tiny,
+                               echo=lines.append)
+    assert report.ok, (report.summary(), report.problems, lines)
+    assert report.kills == 2 and report.unreadable == 0 and len(lines) == 3
+    run = tmp_path / 'run'
+    last = read_checkpoint(str(run / f'epoch_{MAX_STEPS_PER_LIFE * 2 + 4}.pth'))
+    assert last['meta']['epoch'] == MAX_STEPS_PER_LIFE * 2 + 4
+    assert not [n for n in os.listdir(run) if atomic.is_partial(n)]
+
+
+def test_synthesis_survives_kills(tmp_path):
+    from kdzoo.apis.fault_injection import synthesize_under_kills
+    report = synthesize_under_kills(str(tmp_path), kills=2, seed=1, echo=lambda line: None)
+    assert report.ok, (report.summary(), report.problems)
+    assert report.kills == 2 and report.duplicates == 0 and report.missing == 0
+
+
+def test_finished_shards_lose_their_leftover_temp_folder(tmp_path):
+    """A synthesis killed between a shard's manifest and its cleanup left the shard's
+    temporary folder; the next run removes it instead of keeping OUT.partial forever."""
+    from kdzoo.synthesis import ShardWriter, balanced_labels, run_shards
+    torch.manual_seed(0)
+    checkpoint = str(tmp_path / 'teacher.pth')
+    torch.save(MODELS.build(tiny_resnet()).state_dict(), checkpoint)
+    teacher = MODELS.build(dict(type='Teacher', model=tiny_resnet(), checkpoint=checkpoint))
+    synthesizer = MODELS.build(dict(
+        type='DeepInversionSynthesizer', stages=[dict(size=8, iterations=1, jitter=1)],
+        mean=[125.3, 123.0, 113.9], std=[51.6, 50.8, 51.3]))
+    out = str(tmp_path / 'synth')
+    writer = ShardWriter(out, [f'c{i}' for i in range(10)], dict(test='leftover'))
+    labels = balanced_labels(4, 10, 2)
+    assert run_shards(synthesizer, teacher, writer, labels, 4) == [0]
+    os.makedirs(osp.join(writer.tmp_root, 'shard_00000'))
+    assert run_shards(synthesizer, teacher, writer, labels, 4) == []
+    writer.finish()
+    assert not osp.exists(writer.tmp_root)
