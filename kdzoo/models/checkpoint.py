@@ -134,23 +134,13 @@ def load_state_dict_file(path):
 
 
 def load_strictly(model, path, what='model'):
-    """Load a kdzoo/mmengine checkpoint into ``model`` (a Classifier or Distiller) and
-    fail, naming a few missing and unexpected keys, unless every key of the student is
-    there and no key is unexpected: a checkpoint of another model would otherwise leave
-    randomly initialised weights. (The teacher comes from its own checkpoint; missing
-    connectors do not change the student.)"""
+    """Load a kdzoo/mmengine checkpoint into ``model`` (a Classifier or Distiller) with
+    :func:`fit_state_dict`: a checkpoint of another model would otherwise leave randomly
+    initialised weights."""
     path = resolve_checkpoint(path)
     ckpt = read_checkpoint(path)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    if not isinstance(state, dict):
-        raise ValueError(f'{path} holds no state dict')
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k.startswith('student.')]
-    if missing or unexpected:
-        raise ValueError(
-            f'{path} does not fit the {what} of this config: {len(missing)} keys missing '
-            f'(e.g. {missing[:4]}), {len(unexpected)} unexpected (e.g. {unexpected[:4]}); '
-            'is it a checkpoint of this config?')
+    fit_state_dict(model, state, path, problem=f'does not fit the {what} of this config')
     return ckpt
 
 
