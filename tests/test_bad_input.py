@@ -1,7 +1,8 @@
-"""Bad input is stopped through tools/train.py with an error that names it, before any
-training step: checkpoints that are cut short or of another model (resume, load_from), a
-stage switch after the run, a schedule without steps, an unknown --cfg-options key, images
-that cannot be decoded, an empty class folder; and a normal run logs no warning."""
+"""Bad input is stopped through tools/train.py (and tools/test.py) with an error that names
+it, before any training step: checkpoints that are cut short (resume, test, teacher) or of
+another model (resume, load_from), a stage switch after the run, a schedule without steps,
+an unknown --cfg-options key, images that cannot be decoded, an empty class folder; and a
+normal run logs no warning."""
 import glob
 import os
 import os.path as osp
@@ -79,6 +80,27 @@ def test_resume_from_a_truncated_checkpoint_names_the_file(trained, tmp_path):
         train(trained['config'], work_dir, '--resume', str(cut), 'experiment_name=cut')
     assert f'{cut} is not a readable checkpoint' in str(err.value)
     assert 'torch checkpoint (.pth' in str(err.value)
+    assert_no_step(str(work_dir))
+
+
+def test_truncated_checkpoint_for_testing_or_as_teacher_names_the_file(trained, tmp_path):
+    """tools/test.py and a teacher's checkpoint cut short: torch's "PytorchStreamReader
+    failed reading zip archive" came without the file's path."""
+    cut = tmp_path / 'cut.pth'
+    with open(trained['checkpoint'], 'rb') as f:
+        cut.write_bytes(f.read()[:4000])
+    with pytest.raises(SystemExit) as err:
+        load_tool('test').main([trained['config'], str(cut), '--work-dir',
+                                str(tmp_path / 'test'), '--cfg-options', 'experiment_name=t'])
+    assert f'{cut} is not a readable checkpoint' in str(err.value)
+    cut_teacher = tmp_path / 'teacher_cut.pth'
+    with open(trained['teacher'], 'rb') as f:
+        cut_teacher.write_bytes(f.read()[:2000])
+    work_dir = tmp_path / 'work'
+    with pytest.raises(ValueError) as err:
+        train(trained['config'], work_dir, f'model.teacher.checkpoint={cut_teacher}',
+              'experiment_name=cut_teacher')
+    assert f'{cut_teacher} is not a readable checkpoint' in str(err.value)
     assert_no_step(str(work_dir))
 
 
