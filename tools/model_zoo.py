@@ -12,15 +12,13 @@ multiply-accumulates of one image, the convention of the DeiT paper.
 """
 import argparse
 import glob
-import os
 import os.path as osp
-import shutil
 import sys
-import tempfile
 
 import yaml
 
 from kdzoo.apis.model_index import KDZOO_TOP1, PAPER_TOP1, load_metafile, metafiles, top1
+from kdzoo.engine.atomic_checkpoint import write_text_atomic
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
@@ -68,15 +66,6 @@ def families():
     return [osp.dirname(p) for p in imported]
 
 
-def write_atomically(path, text):
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix='.' + osp.basename(path))
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        f.write(text)
-    if osp.exists(path):
-        shutil.copymode(path, tmp)  # mkstemp's file is private
-    os.replace(tmp, path)
-
-
 def count_stats(config, resolution=None):
     """(parameters, FLOPs) of the test-time network of ``config`` at ``resolution``
     (default: the student's own image size)."""
@@ -117,7 +106,7 @@ def main(argv=None):
                 params, flops = count_stats(m['Config'], m.get('Metadata', {}).get('Resolution'))
                 m.setdefault('Metadata', {}).update(Parameters=params, FLOPs=flops)
                 print(f"{m['Config']}: {params / 1e6:.2f}M params, {flops / 1e9:.2f}G FLOPs")
-            write_atomically(meta_path, yaml.safe_dump(meta, sort_keys=False,
+            write_text_atomic(meta_path, yaml.safe_dump(meta, sort_keys=False,
                                                        allow_unicode=True, width=100))
         readme_path = osp.join(family, 'README.md')
         with open(readme_path) as f:
@@ -126,7 +115,7 @@ def main(argv=None):
         if new != text:
             stale.append(osp.relpath(readme_path, ROOT))
             if not args.check:
-                write_atomically(readme_path, new)
+                write_text_atomic(readme_path, new)
     if args.check and stale:
         print('stale model-zoo tables (run python tools/model_zoo.py): ' + ', '.join(stale))
         return 1

@@ -13,25 +13,14 @@ from :mod:`kdzoo.apis.sweep_report`.
 """
 import hashlib
 import json
-import os
 import os.path as osp
 import time
 
+from kdzoo.engine.atomic_checkpoint import write_text_atomic
 from .configs import find_config
 from .model import ConfigError, load_config
 
 MARKER = 'result.json'
-
-
-def write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``, so a reader never sees a half-written file."""
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def plan_sweep(configs, seeds, cfg_options=None):
@@ -96,10 +85,9 @@ def train_and_test(cfg):
     checkpoint of its work dir if there is one); returns (test metrics, resumed-from
     checkpoint or None)."""
     import kdzoo  # noqa: F401  (registries, compatibility fixes)
-    from mmengine.runner import find_latest_checkpoint
-
     from kdzoo.engine import Runner
-    latest = find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+    from kdzoo.engine.atomic_checkpoint import latest_checkpoint
+    latest = latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
     if latest is not None:
         cfg.resume, cfg.load_from = True, latest
     runner = Runner.from_cfg(cfg)
@@ -157,7 +145,7 @@ def run_sweep(configs, seeds, work_dir, cfg_options=None, metric='joint/top1', l
                       wall_s=round(time.perf_counter() - start, 2), resumed_from=resumed,
                       x_unit='epoch' if 'max_epochs' in cfg.train_cfg else 'iteration',
                       settings=digest)
-        write_atomic(osp.join(run_dir, MARKER), json.dumps(record, indent=1) + '\n')
+        write_text_atomic(osp.join(run_dir, MARKER), json.dumps(record, indent=1) + '\n')
         log(f'{where}: finished in {record["wall_s"]:.0f} s, {metric} = {_fmt(metrics[metric])}'
             + (f' (resumed from {osp.basename(resumed)})' if resumed else ''))
         records.append(record)

@@ -14,7 +14,7 @@ import os.path as osp
 
 import numpy as np
 
-from .sweep import write_atomic
+from kdzoo.engine.atomic_checkpoint import write_text_atomic
 
 
 def summarise(records, metric):
@@ -152,8 +152,8 @@ def write_report(records, work_dir, metric, log=print):
     table = markdown_table(rows, keys, metric)
     note = ('Test metrics (%), mean ± sample std (ddof=1) over seeds; a config with one '
             'seed has no std.')
-    write_atomic(osp.join(work_dir, 'results.md'), f'{note}\n\n{table}\n')
-    write_atomic(osp.join(work_dir, 'results.csv'), csv_table(rows, keys, metric))
+    write_text_atomic(osp.join(work_dir, 'results.md'), f'{note}\n\n{table}\n')
+    write_text_atomic(osp.join(work_dir, 'results.csv'), csv_table(rows, keys, metric))
     if not plot_curves(records, work_dir, metric, osp.join(work_dir, 'curves.png')):
         log(f'no run logged a validation of {metric}; curves.png not written')
     return rows, table

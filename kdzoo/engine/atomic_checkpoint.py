@@ -60,7 +60,7 @@ def write_text_atomic(path, text):
     """Write ``text`` to ``path`` so that a reader sees the old or the new text, whole."""
     tmp = partial_path(path)
     try:
-        with open(tmp, 'w') as f:
+        with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
         commit(tmp, path)
     except BaseException:
