@@ -382,12 +382,10 @@ def _drop_teacher(module, state_dict, prefix, local_metadata):
 
 
 def _sample_key(sample):
-    """What identifies a sample's evaluation input: its image path and shape (None when
-    the dataset gives no path; its teacher rank is then computed every time)."""
+    """A sample's evaluation input: image path and shape (None without a path: its
+    teacher rank is then computed every time)."""
     path = sample.metainfo.get('img_path')
-    if path is None:
-        return None
-    return path, tuple(sample.metainfo.get('img_shape', ()))
+    return None if path is None else (path, tuple(sample.metainfo.get('img_shape', ())))
 
 
 def input_size(net, default=224):
