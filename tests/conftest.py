@@ -76,6 +76,15 @@ def tiny_resnet(num_classes=10):
     return dict(type='CifarResNet', depth=8, widths=(8, 16, 32), num_classes=num_classes)
 
 
+def save_tiny_teacher(path, seed=0):
+    """A tiny ResNet teacher (:func:`tiny_resnet`) with weights drawn from ``seed``, saved
+    as a state dict at ``path``; returns the path as a string."""
+    from kdzoo.registry import MODELS
+    torch.manual_seed(seed)
+    torch.save(MODELS.build(tiny_resnet()).state_dict(), str(path))
+    return str(path)
+
+
 def cifar_cfg(name, data_root, work_dir, batch_size=16, max_epochs=1, per_class=None,
               progress_bar=False, **options):
     """Load configs/deit/<name>.py for a quick CPU run on ``data_root``.

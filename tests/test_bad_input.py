@@ -10,11 +10,10 @@ import re
 import shutil
 
 import pytest
-import torch
 
-from conftest import (config_path, load_tool, make_small_copy, tiny_resnet,
-                      write_tiny_distill_config)
-from kdzoo.registry import DATASETS, MODELS
+from conftest import (config_path, load_tool, make_small_copy, save_tiny_teacher,
+                      tiny_resnet, write_tiny_distill_config)
+from kdzoo.registry import DATASETS
 
 
 def logs(work_dir):
@@ -35,9 +34,7 @@ def assert_no_step(work_dir):
 def trained(cifar_tiny, tmp_path_factory):
     """The tiny distiller trained for one epoch (2 iterations) by tools/train.py."""
     root = tmp_path_factory.mktemp('bad_input')
-    torch.manual_seed(0)
-    teacher = str(root / 'teacher.pth')
-    torch.save(MODELS.build(tiny_resnet()).state_dict(), teacher)
+    teacher = save_tiny_teacher(root / 'teacher.pth')
     config = write_tiny_distill_config(root / 'tiny.py', cifar_tiny,
                                        teacher_checkpoint=teacher)
     work_dir = str(root / 'work')

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import cifar_cfg, config_path, load_tool, tiny_resnet
+from conftest import cifar_cfg, config_path, load_tool, save_tiny_teacher, tiny_resnet
 from kdzoo.registry import MODELS
 
 MICRO = dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0)
@@ -37,8 +37,7 @@ def train_micro(name, data_root, root, student=None, teacher=False):
 @pytest.fixture(scope='module')
 def trained(cifar_tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp('export')
-    torch.manual_seed(0)
-    torch.save(MODELS.build(tiny_resnet()).state_dict(), str(root / 'teacher.pth'))
+    save_tiny_teacher(root / 'teacher.pth')
     return dict(
         root=root,
         distilled=train_micro('deit_micro_distilled_cifar10', cifar_tiny, root, teacher=True),

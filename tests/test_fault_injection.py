@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.logging import MessageHub, MMLogger
 
-from conftest import load_tool, tiny_resnet
+from conftest import load_tool, save_tiny_teacher, tiny_resnet
 from kdzoo.engine import AtomicCheckpointHook
 from kdzoo.engine import atomic_checkpoint as atomic
 from kdzoo.engine import checkpoint_hook as hook_module
@@ -187,9 +187,7 @@ def test_finished_shards_lose_their_leftover_temp_folder(tmp_path):
     """A synthesis killed between a shard's manifest and its cleanup left the shard's
     temporary folder; the next run removes it instead of keeping OUT.partial forever."""
     from kdzoo.synthesis import ShardWriter, balanced_labels, run_shards
-    torch.manual_seed(0)
-    checkpoint = str(tmp_path / 'teacher.pth')
-    torch.save(MODELS.build(tiny_resnet()).state_dict(), checkpoint)
+    checkpoint = save_tiny_teacher(tmp_path / 'teacher.pth')
     teacher = MODELS.build(dict(type='Teacher', model=tiny_resnet(), checkpoint=checkpoint))
     synthesizer = MODELS.build(dict(
         type='DeepInversionSynthesizer', stages=[dict(size=8, iterations=1, jitter=1)],

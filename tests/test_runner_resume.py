@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
-from conftest import load_tool, tiny_resnet, write_tiny_distill_config
+from conftest import load_tool, save_tiny_teacher, tiny_resnet, write_tiny_distill_config
 from kdzoo.registry import MODELS
 
 
@@ -24,9 +24,7 @@ def read_log(runner):
 def resumed(cifar_tiny, tmp_path_factory):
     """2 epochs (2 iterations each) with tools/train.py, then --resume to 3 epochs."""
     root = tmp_path_factory.mktemp('resume')
-    torch.manual_seed(0)
-    teacher_ckpt = str(root / 'teacher.pth')
-    torch.save(MODELS.build(tiny_resnet()).state_dict(), teacher_ckpt)
+    teacher_ckpt = save_tiny_teacher(root / 'teacher.pth')
     config = write_tiny_distill_config(root / 'tiny_distill.py', cifar_tiny,
                                        teacher_checkpoint=teacher_ckpt, max_epochs=2)
     work_dir = str(root / 'work')

@@ -8,14 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from mmengine.hooks import Hook
 
-from conftest import load_tool, tiny_resnet, write_tiny_distill_config
+from conftest import load_tool, save_tiny_teacher, write_tiny_distill_config
 from kdzoo.apis import ConfigError, run_sweep
 from kdzoo.apis import sweep as sweep_module
 from kdzoo.apis.sweep_report import read_curve
-from kdzoo.registry import HOOKS, MODELS
+from kdzoo.registry import HOOKS
 
 OPTIONS = {'train_cfg.max_epochs': 2, 'train_cfg.val_interval': 1}
 
@@ -37,9 +36,7 @@ def log_folders(run_dir):
 def tiny_configs(cifar_tiny, tmp_path_factory):
     """Two tiny distillation configs (another alpha) with a teacher checkpoint."""
     root = tmp_path_factory.mktemp('sweep_cfg')
-    torch.manual_seed(0)
-    teacher = str(root / 'teacher.pth')
-    torch.save(MODELS.build(tiny_resnet()).state_dict(), teacher)
+    teacher = save_tiny_teacher(root / 'teacher.pth')
     a = write_tiny_distill_config(root / 'tiny_a.py', cifar_tiny, teacher_checkpoint=teacher)
     b = write_tiny_distill_config(root / 'tiny_b.py', cifar_tiny, teacher_checkpoint=teacher,
                                   extra='model["alpha"] = 0.3\n')

@@ -5,17 +5,14 @@ import copy
 import pytest
 import torch
 
-from conftest import build_runner, cifar_cfg, tiny_deit, tiny_resnet
+from conftest import build_runner, cifar_cfg, save_tiny_teacher, tiny_deit, tiny_resnet
 from kdzoo.evaluation import HeadsAccuracy
 from kdzoo.registry import MODELS
 
 
 @pytest.fixture(scope='module')
 def teacher_file(tmp_path_factory):
-    torch.manual_seed(1)
-    path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
-    torch.save(MODELS.build(tiny_resnet()).state_dict(), path)
-    return path
+    return save_tiny_teacher(tmp_path_factory.mktemp('teacher') / 'teacher.pth', seed=1)
 
 
 def tiny_distill_cfg(data_root, work_dir, teacher, **options):
