@@ -149,6 +149,25 @@ def test_intra_divergence_values_follow_the_definitions():
     assert out.item() == 0.0 and torch.equal(f.grad, torch.zeros(3, 4))
 
 
+def test_spread_margin_scales_with_the_anchors_class():
+    # class spreads: class 0 (0, 1, 5): (1 + 5 + 4) / 3; class 1 (2, 10): 8
+    spread = [10 / 3, 10 / 3, 10 / 3, 8.0, 8.0]
+    # d(a, hp) - d(a, hn) per anchor: 5-2, 4-1, 5-3, 8-1, 8-5
+    gap = [3.0, 3.0, 2.0, 7.0, 3.0]
+    expected = sum(max(0.0, g + 0.5 * s) for g, s in zip(gap, spread)) / 5
+    loss = IntraDivergenceLoss(alpha_ep=0.0, alpha_triplet=1.0, margin=0.5,
+                               margin_mode='spread')
+    assert loss(LINE, LABELS).item() == pytest.approx(expected, rel=1e-5)
+    # the margin carries no gradient of its own: same gradient as a fixed margin per anchor
+    f = LINE.clone().requires_grad_(True)
+    loss(f, LABELS).backward()
+    f2 = LINE.clone().requires_grad_(True)
+    IntraDivergenceLoss(alpha_ep=0.0, alpha_triplet=1.0, margin=0.0)(f2, LABELS).backward()
+    assert torch.allclose(f.grad, f2.grad)  # every triplet is active in both
+    with pytest.raises(ValueError, match="margin_mode must be one of"):
+        IntraDivergenceLoss(margin_mode='relative')
+
+
 @pytest.mark.parametrize('ep_form', ['negative', 'inverse'])
 def test_a_gradient_step_pushes_the_easy_positive_away(ep_form):
     f = LINE.clone().requires_grad_(True)

@@ -28,6 +28,7 @@ from kdzoo.registry import MODELS
 Triplets = namedtuple('Triplets', 'anchor easy_positive hard_positive hard_negative')
 
 EP_FORMS = ('negative', 'inverse')
+MARGIN_MODES = ('absolute', 'spread')
 
 
 def pairwise_distances(features):
@@ -61,6 +62,16 @@ def mine_triplets(features, labels):
                     hard_negative[anchor])
 
 
+@torch.no_grad()
+def class_spread(features, labels):
+    """(B,) the mean pairwise distance between the samples of each sample's class in the
+    batch (0 for a class with one sample)."""
+    dist = pairwise_distances(features)
+    same = (labels[:, None] == labels[None, :]).float()
+    pairs = same.sum(dim=1) - 1
+    return (dist * same).sum(dim=1).div(pairs.clamp(min=1)) * (pairs > 0)
+
+
 def _distance(a, b, eps=1e-12):
     # sqrt with a floor: the gradient of a norm at a zero difference (duplicate images)
     # would otherwise be NaN.
@@ -87,16 +98,23 @@ class IntraDivergenceLoss(nn.Module):
         normalize: L2-normalise the features first (distances in [0, 2], so margin and
             alpha_ep mean the same for every teacher). Off by default: the paper measures
             the raw embedding.
+        margin_mode: ``'absolute'`` (default, the paper): ``margin`` in feature units;
+            ``'spread'``: ``margin`` times the anchor's class spread in the batch (the mean
+            distance between two samples of its class, without gradient), so the margin
+            grows as L_ep spreads the class out instead of being a constant the spread
+            soon exceeds (kdzoo's addition; measured in configs/dearkd/README.md).
 
     Anchors without a same-class partner contribute to neither term; anchors whose batch
     has no other class contribute to L_ep only. With no anchor at all the loss is 0.
     """
 
     def __init__(self, alpha_ep=50.0, alpha_triplet=0.5, margin=1.0, ep_form='inverse',
-                 normalize=False):
+                 normalize=False, margin_mode='absolute'):
         super().__init__()
         if ep_form not in EP_FORMS:
             raise ValueError(f'ep_form must be one of {EP_FORMS}, got {ep_form!r}')
+        if margin_mode not in MARGIN_MODES:
+            raise ValueError(f'margin_mode must be one of {MARGIN_MODES}, got {margin_mode!r}')
         if margin < 0 or alpha_ep < 0 or alpha_triplet < 0:
             raise ValueError('alpha_ep, alpha_triplet and margin must be >= 0')
         self.alpha_ep = alpha_ep
@@ -104,6 +122,7 @@ class IntraDivergenceLoss(nn.Module):
         self.margin = margin
         self.ep_form = ep_form
         self.normalize = normalize
+        self.margin_mode = margin_mode
 
     def embed(self, features):
         features = features.flatten(1).float()
@@ -122,10 +141,13 @@ class IntraDivergenceLoss(nn.Module):
         has_negative = triplets.hard_negative >= 0
         if not has_negative.any():
             return l_ep, zero, triplets
+        margin = self.margin
+        if self.margin_mode == 'spread':
+            margin = margin * class_spread(z, labels)[triplets.anchor[has_negative]]
         a = a[has_negative]
         d_ap = _distance(a, z[triplets.hard_positive[has_negative]])
         d_an = _distance(a, z[triplets.hard_negative[has_negative]])
-        l_triplet = F.relu(d_ap - d_an + self.margin).mean()
+        l_triplet = F.relu(d_ap - d_an + margin).mean()
         return l_ep, l_triplet, triplets
 
     def forward(self, features, labels):
