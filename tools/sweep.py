@@ -8,6 +8,7 @@ command is run again, an interrupted one resumes from its latest checkpoint. Wri
 WORK_DIR/results.md, results.csv and curves.png.
 """
 import argparse
+import os.path as osp
 
 from mmengine.config import DictAction
 
@@ -36,7 +37,9 @@ def main(argv=None):
     except ConfigError as e:
         raise SystemExit(f'sweep: {e}')
     print('\n' + table)
-    print(f'\nwritten: {args.work_dir}/results.md, results.csv, curves.png')
+    written = [n for n in ('results.md', 'results.csv', 'curves.png')
+               if osp.exists(osp.join(args.work_dir, n))]
+    print(f'\nwritten in {args.work_dir}: {", ".join(written)}')
 
 
 if __name__ == '__main__':

@@ -154,6 +154,9 @@ def write_report(records, work_dir, metric, log=print):
             'seed has no std.')
     write_text_atomic(osp.join(work_dir, 'results.md'), f'{note}\n\n{table}\n')
     write_text_atomic(osp.join(work_dir, 'results.csv'), csv_table(rows, keys, metric))
-    if not plot_curves(records, work_dir, metric, osp.join(work_dir, 'curves.png')):
+    curves = osp.join(work_dir, 'curves.png')
+    if not plot_curves(records, work_dir, metric, curves):
         log(f'no run logged a validation of {metric}; curves.png not written')
+        if osp.exists(curves):  # an earlier invocation's, now stale
+            os.remove(curves)
     return rows, table

@@ -1,6 +1,6 @@
 # The equal-epoch budget of the CPU-scale data-efficiency study (configs/deit/README.md,
 # configs/dearkd/README.md): 2 epochs over the run's own training images whatever their
-# number (at the study's batch of 64, 78 steps on a 5% subset and 782 on 50%). Warm-up
+# number (at the study's batch of 64, 80 steps on a 5% subset and 782 on 50%). Warm-up
 # over the first 10% of the steps, cosine decay over the rest; otherwise
 # cifar10_micro_20e.py.
 _base_ = ['./cifar10_micro_20e.py']
