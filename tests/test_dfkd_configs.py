@@ -22,6 +22,10 @@ DF = [
      [16, 32], [100, 100]),
     ('df_dearkd_micro_cifar10_no_div', 'dearkd_micro_cifar10', 'data/cifar10', 'CifarResNet',
      [16, 32], [100, 100]),
+    ('df_dearkd_micro_cifar10_2k', 'dearkd_micro_cifar10', 'data/cifar10', 'CifarResNet',
+     [16, 32], [150, 150]),
+    ('df_dearkd_micro_cifar10_2k_no_div', 'dearkd_micro_cifar10', 'data/cifar10',
+     'CifarResNet', [16, 32], [150, 150]),
 ]
 
 
@@ -62,9 +66,17 @@ def test_df_config(name, base, real_root, teacher, sizes, iterations):
     assert cfg.val_dataloader.dataset.data_root != syn.out
 
 
-def test_the_no_div_variant_writes_its_own_folder():
-    assert load('df_dearkd_micro_cifar10_no_div').synthesis.out != \
-        load('df_dearkd_micro_cifar10').synthesis.out
+@pytest.mark.parametrize('name', ['df_dearkd_micro_cifar10', 'df_dearkd_micro_cifar10_2k'])
+def test_the_no_div_variant_writes_its_own_folder(name):
+    assert load(f'{name}_no_div').synthesis.out != load(name).synthesis.out
+
+
+def test_the_2k_set_keeps_the_students_step_budget():
+    small, large = load('df_dearkd_micro_cifar10'), load('df_dearkd_micro_cifar10_2k')
+    assert large.synthesis.num_images == 2 * small.synthesis.num_images == 2000
+    steps = [-(-c.synthesis.num_images // c.train_dataloader.batch_size) * c.train_cfg.max_epochs
+             for c in (small, large)]
+    assert steps == [800, 800]
 
 
 def test_imagenet_synthesis_settings_run_on_a_small_regnety():

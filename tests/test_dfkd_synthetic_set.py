@@ -36,6 +36,13 @@ def test_spread_on_hand_made_embeddings():
     assert s['nearest_same'] == pytest.approx((4 / 3 + 0) / 2)
     # nearest other: class 0 (10, 9, 7) -> 26/3; class 1: 7
     assert s['nearest_other'] == pytest.approx((26 / 3 + 7) / 2)
+    # every image's nearest neighbour is of its class
+    assert s['nn_same_class'] == 100.0
+    # normalised, class 0 is 0 (zero vector), 1, 1 -> pairs 1, 1, 0; class 1: 0
+    assert s['pairwise_normalized'] == pytest.approx((2 / 3 + 0) / 2)
+    # image 2 at 3 moves next to class 1: its nearest neighbour is of another class
+    s = tool().spread(torch.tensor([[0.], [1.], [9.], [10.], [10.]]), labels)
+    assert s['nn_same_class'] == pytest.approx(80.0)
 
 
 def write_set(root, per_class, seed, scale):

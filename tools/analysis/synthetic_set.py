@@ -13,10 +13,12 @@ to its ``synthesis.out``. Any class-folder image set can be measured the same wa
 ``data/cifar10/test`` as a reference of real images, with ``--per-class 100``).
 
 Per set: teacher top-1 on the target labels, the mean probability of the target, and per
-class the mean pairwise distance of the embeddings, the mean distance of each image to
+class the mean pairwise distance of the embeddings (also of the L2-normalised ones, which
+a change of the embedding's scale does not move), the mean distance of each image to
 its nearest neighbour of the same class and to its nearest image of another class
-(averaged over classes); for a set with a manifest, the mean final BatchNorm-statistics
-loss (R_BN) of its images.
+(averaged over classes), the percentage of images whose nearest neighbour is of their
+class; for a set with a manifest, the mean final BatchNorm-statistics loss (R_BN) of its
+images.
 """
 import argparse
 import glob
@@ -88,26 +90,34 @@ def embed(net, layer, items, mean, std, batch_size, device):
 
 
 def spread(features, labels):
-    """Per-class means of: pairwise distance, nearest same-class and nearest other-class
-    distance; then averaged over classes."""
+    """Per-class means of: pairwise distance (raw, and of the L2-normalised embeddings,
+    which no change of the embedding's scale moves), nearest same-class and nearest
+    other-class distance; then averaged over classes. ``nn_same_class``: the percentage
+    of images whose nearest other image is of their class."""
     dist = torch.cdist(features, features)
+    unit = torch.nn.functional.normalize(features, dim=1)
+    unit_dist = torch.cdist(unit, unit)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool)
-    pairwise, nearest_same, nearest_other = [], [], []
+    nearest = dist.masked_fill(eye, float('inf')).argmin(dim=1)
+    pairwise, pairwise_unit, nearest_same, nearest_other = [], [], [], []
     for c in labels.unique():
         rows = labels == c
         if rows.sum() < 2:
             continue
-        block = dist[rows][:, rows]
-        n = len(block)
-        pairwise.append((block.sum() / (n * (n - 1))).item())
+        n = int(rows.sum())
+        pairwise.append((dist[rows][:, rows].sum() / (n * (n - 1))).item())
+        pairwise_unit.append((unit_dist[rows][:, rows].sum() / (n * (n - 1))).item())
         within = dist[rows].masked_fill(~same[rows] | eye[rows], float('inf'))
         nearest_same.append(within.min(dim=1).values.mean().item())
         if (~same[rows]).any():
             other = dist[rows].masked_fill(same[rows], float('inf'))
             nearest_other.append(other.min(dim=1).values.mean().item())
-    return dict(pairwise=float(np.mean(pairwise)), nearest_same=float(np.mean(nearest_same)),
-                nearest_other=float(np.mean(nearest_other)) if nearest_other else None)
+    return dict(pairwise=float(np.mean(pairwise)),
+                pairwise_normalized=float(np.mean(pairwise_unit)),
+                nearest_same=float(np.mean(nearest_same)),
+                nearest_other=float(np.mean(nearest_other)) if nearest_other else None,
+                nn_same_class=100.0 * (labels[nearest] == labels).float().mean().item())
 
 
 def manifest_bn(root):
@@ -167,13 +177,15 @@ def main(argv=None):
         results[root] = measure(net, layer, items, mean, std, args.batch_size, args.device,
                                 root)
     print(f'{"set":<40} {"images":>6} {"teacher top-1":>13} {"p(target)":>9} '
-          f'{"pairwise":>8} {"nn same":>8} {"nn other":>8} {"R_BN":>7}')
+          f'{"pairwise":>8} {"pw unit":>7} {"nn same":>8} {"nn other":>8} '
+          f'{"1-NN same %":>11} {"R_BN":>7}')
     for root, r in results.items():
         other = f'{r["nearest_other"]:8.3f}' if r['nearest_other'] is not None else '       -'
         bn = f'{r["bn"]:7.3f}' if r['bn'] is not None else '      -'
         print(f'{root:<40} {r["images"]:>6} {r["teacher_top1"]:>13.2f} '
-              f'{r["target_prob"]:>9.3f} {r["pairwise"]:>8.3f} {r["nearest_same"]:>8.3f} '
-              f'{other} {bn}')
+              f'{r["target_prob"]:>9.3f} {r["pairwise"]:>8.3f} '
+              f'{r["pairwise_normalized"]:>7.3f} {r["nearest_same"]:>8.3f} {other} '
+              f'{r["nn_same_class"]:>11.1f} {bn}')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(dict(config=args.config, layer=layer_name, sets=results), f, indent=2)
