@@ -65,6 +65,8 @@ def test_model_zoo_table_is_current():
     expected = {f'configs/dearkd/{c[0]}.py' for c in IMAGENET + CIFAR}
     # The 100%-data variant of the micro config: tests/test_cifar_budget.py.
     expected.add('configs/dearkd/dearkd_micro_cifar10_full.py')
+    # The equal-epoch data-efficiency student: tests/test_study_configs.py.
+    expected.add('configs/dearkd/dearkd_micro_cifar10_2e.py')
     # The DF-DearKD configs of the same family are listed too (tests/test_dfkd_configs.py).
     assert {c for c in listed if not osp.basename(c).startswith('df_')} == expected
     with open(osp.join(family, 'README.md')) as f:
