@@ -55,7 +55,7 @@ def test_each_ablation_config_changes_one_setting(variant):
     paper = load('dearkd', 'df_dearkd_micro_cifar10_div_paper')
     cfg = load('dearkd', f'df_dearkd_micro_cifar10_div_{variant}')
     syn = cfg.synthesis
-    assert syn.num_images == 400
+    assert syn.num_images == 300
     assert [s['iterations'] for s in syn.synthesizer.stages] == [120, 120]
     assert syn.out == f'data/df_div/{variant}' == cfg.train_dataloader.dataset.data_root
     diversity = syn.synthesizer.pop('diversity')
