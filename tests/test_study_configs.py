@@ -24,7 +24,7 @@ def test_equal_epoch_configs_change_only_the_budget(family, name):
     assert cfg.train_cfg.max_epochs == 2
     assert cfg.train_dataloader.batch_size == 64
     data = cfg.train_dataloader.dataset
-    assert (data.subset_ratio, data.subset_seed) == (0.5, 0)
+    assert (data.subset_ratio, data.subset_seed) == (0.25, 0)
     warmup, cosine = cfg.param_scheduler
     assert (warmup.begin, warmup.end, cosine.begin, cosine.end) == (0, 0.2, 0.2, 2)
     assert cosine.T_max == pytest.approx(1.8)

@@ -3,4 +3,4 @@
 _base_ = ['../_base_/models/deit_distilled_cifar10.py', '../_base_/datasets/cifar10_deit.py',
           '../_base_/schedules/cifar10_micro_2e.py', '../_base_/default_runtime.py']
 model = dict(student=dict(arch=None, embed_dim=128, num_heads=4, depth=4))
-train_dataloader = dict(batch_size=64, dataset=dict(subset_ratio=0.5, subset_seed=0))
+train_dataloader = dict(batch_size=64, dataset=dict(subset_ratio=0.25, subset_seed=0))
