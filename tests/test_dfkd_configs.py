@@ -26,6 +26,8 @@ DF = [
      [16, 32], [150, 150]),
     ('df_dearkd_micro_cifar10_2k_no_div', 'dearkd_micro_cifar10', 'data/cifar10',
      'CifarResNet', [16, 32], [150, 150]),
+    ('df_dearkd_micro_cifar10_2k_alpha5', 'dearkd_micro_cifar10', 'data/cifar10',
+     'CifarResNet', [16, 32], [150, 150]),
 ]
 
 
@@ -46,7 +48,8 @@ def test_df_config(name, base, real_root, teacher, sizes, iterations):
     if name.endswith('no_div'):
         assert s.diversity is None
     else:
-        assert (s.diversity.alpha_ep, s.diversity.alpha_triplet) == (50.0, 0.5)
+        alpha_ep = 5.0 if name.endswith('alpha5') else 50.0
+        assert (s.diversity.alpha_ep, s.diversity.alpha_triplet) == (alpha_ep, 0.5)
     assert s.feature_layer == ('head.fc' if teacher.startswith('timm') else 'fc')
     model = cfg.model.teacher.model
     assert (model if isinstance(model, str) else model['type']) == teacher
@@ -66,9 +69,11 @@ def test_df_config(name, base, real_root, teacher, sizes, iterations):
     assert cfg.val_dataloader.dataset.data_root != syn.out
 
 
-@pytest.mark.parametrize('name', ['df_dearkd_micro_cifar10', 'df_dearkd_micro_cifar10_2k'])
-def test_the_no_div_variant_writes_its_own_folder(name):
-    assert load(f'{name}_no_div').synthesis.out != load(name).synthesis.out
+@pytest.mark.parametrize('name,variant', [('df_dearkd_micro_cifar10', 'no_div'),
+                                          ('df_dearkd_micro_cifar10_2k', 'no_div'),
+                                          ('df_dearkd_micro_cifar10_2k', 'alpha5')])
+def test_each_variant_writes_its_own_folder(name, variant):
+    assert load(f'{name}_{variant}').synthesis.out != load(name).synthesis.out
 
 
 def test_the_2k_set_keeps_the_students_step_budget():
