@@ -15,3 +15,6 @@ _register_all()
 from .apis.inference import Predictor, get_model, inference_model  # noqa: E402,F401
 
 from .apis import find_config, list_configs  # noqa: E402,F401  (after the registries)
+from .apis.configs import install_config_scope  # noqa: E402
+
+install_config_scope()  # _base_ = ['kdzoo::deit/deit_s.py'] in users' configs

@@ -59,6 +59,31 @@ def cifar_mini(tmp_path_factory):
     return out
 
 
+#: What a wheel is built from (the checkout's tree itself is never built in).
+WHEEL_SOURCES = ('setup.py', 'MANIFEST.in', 'README.md', 'model-index.yml', 'kdzoo',
+                 'configs', 'tools')
+
+
+@pytest.fixture(scope='session')
+def kdzoo_wheel(tmp_path_factory):
+    """The path of a wheel built (once per session) from a copy of the sources."""
+    import subprocess
+    src = tmp_path_factory.mktemp('src')
+    ignore = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info', '.*')
+    for name in WHEEL_SOURCES:
+        path = osp.join(REPO, name)
+        if osp.isdir(path):
+            shutil.copytree(path, src / name, ignore=ignore)
+        else:
+            shutil.copy2(path, src / name)
+    dist = tmp_path_factory.mktemp('dist')
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+                    '--no-index', '-q', '-w', str(dist), str(src)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    [path] = list(dist.glob('kdzoo-*.whl'))
+    return str(path)
+
+
 @pytest.fixture(scope='session')
 def cifar_tiny(cifar_mini, tmp_path_factory):
     """20 train / 10 test images per class, for fast runner tests."""

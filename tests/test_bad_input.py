@@ -1,8 +1,9 @@
 """Bad input is stopped through tools/train.py (and tools/test.py) with an error that names
 it, before any training step: checkpoints that are cut short (resume, test, teacher) or of
 another model (resume, load_from), a stage switch after the run, a schedule without steps,
-an unknown --cfg-options key, images that cannot be decoded, an empty class folder; and a
-normal run logs no warning."""
+an unknown --cfg-options key (also through tools/sweep.py), images that cannot be decoded,
+an empty class folder; and a normal run logs no warning. Also: None removes kdzoo's keyed
+default hooks, and a teacher checkpoint option wins over tools/test.py's fallback."""
 import glob
 import os
 import os.path as osp
@@ -131,7 +132,9 @@ def test_load_from_is_strict_about_the_student(trained, tmp_path):
               'model.student.depth=3', 'experiment_name=deeper')
 
 
-def test_load_from_of_the_same_model_loads_every_weight(trained, tmp_path):
+def test_load_from_of_the_same_model_says_every_key_matched(trained, tmp_path):
+    # The weights themselves: test_load_from_starts_from_the_files_weights in
+    # tests/test_resume_exact.py.
     runner = train(trained['config'], tmp_path / 'work', f"load_from={trained['checkpoint']}",
                    'train_cfg.max_epochs=1', 'experiment_name=load')
     assert f"Load checkpoint from {trained['checkpoint']} (every student key matched)" in logs(
@@ -162,17 +165,93 @@ def test_schedule_without_steps_is_refused(trained, tmp_path, options, match):
     assert_no_step(str(work_dir))
 
 
-def test_unread_cfg_option_warns_with_the_closest_key(trained, tmp_path):
+UNREAD = ("--cfg-options max_epoch: no part of kdzoo or mmengine reads a top-level key "
+          "'max_epoch', so this changes nothing; did you mean train_cfg.max_epochs?")
+
+
+def test_unread_cfg_option_stops_the_run_with_the_closest_key(trained, tmp_path):
+    """Before: one warning in the log, and the run trained its configured schedule."""
     work_dir = tmp_path / 'work'
-    train(trained['config'], work_dir, 'max_epoch=3', 'max_epochs=3', 'experiment_name=typo')
-    log = logs(str(work_dir))
-    assert log.count("--cfg-options max_epoch: no part of kdzoo or mmengine reads a top-level "
-                     "key 'max_epoch', so this changes nothing; did you mean "
-                     'train_cfg.max_epochs?') == 1
+    with pytest.raises(SystemExit) as err:
+        train(trained['config'], work_dir, 'max_epoch=3', 'max_epochs=3',
+              'experiment_name=typo')
+    msg = str(err.value)
+    assert msg.splitlines()[0] == UNREAD
     # A variable of the config file was used when the file was read; setting it later
     # changes nothing either.
-    assert "--cfg-options max_epochs: 'max_epochs' is a variable of the config file" in log
-    assert 'Epoch(train) [2]' not in log  # still the configured single epoch
+    assert "--cfg-options max_epochs: 'max_epochs' is a variable of the config file" in msg
+    assert '--allow-unread' in msg
+    assert not work_dir.exists()  # stopped before the runner made anything
+    with pytest.raises(SystemExit, match=re.escape(UNREAD)):
+        load_tool('test').main([trained['config'], trained['checkpoint'], '--work-dir',
+                                str(work_dir), '--cfg-options', 'max_epoch=3'])
+    with pytest.raises(SystemExit, match=r'^sweep: tiny: ' + re.escape(UNREAD)):
+        load_tool('sweep').main([trained['config'], '--seeds', '0', '--work-dir',
+                                 str(work_dir), '--cfg-options', 'max_epoch=3'])
+    assert not work_dir.exists()
+
+
+def test_allow_unread_warns_and_goes_on(trained, tmp_path):
+    work_dir = tmp_path / 'work'
+    runner = load_tool('train').main([
+        trained['config'], '--work-dir', str(work_dir), '--allow-unread', '--cfg-options',
+        'max_epoch=3', 'experiment_name=typo_allowed'])
+    log = logs(str(work_dir))
+    assert log.count(UNREAD) == 1 and ' - WARNING - ' in log
+    assert runner.epoch == 1  # still the configured single epoch
+    metrics = load_tool('test').main([
+        trained['config'], trained['checkpoint'], '--work-dir', str(tmp_path / 'test'),
+        '--allow-unread', '--cfg-options', 'max_epoch=3', 'experiment_name=typo_test'])
+    assert 'joint/top1' in metrics and UNREAD in logs(str(tmp_path / 'test'))
+    from kdzoo.apis.sweep import plan_sweep
+    lines = []
+    plan = plan_sweep([trained['config']], [0], {'max_epoch': 3}, allow_unread=True,
+                      log=lines.append)
+    assert plan == [('tiny', trained['config'])] and lines == [f'tiny: warning: {UNREAD}']
+
+
+@pytest.mark.parametrize('key, hook', [('progress_bar', 'ProgressBarHook'),
+                                       ('data_check', 'DataCheckHook'),
+                                       ('distill_stage', 'DistillStageHook')])
+def test_none_removes_kdzoos_keyed_default_hooks(trained, tmp_path, key, hook):
+    """configs/_base_/default_runtime.py documents None for its keyed hooks; mmengine
+    accepts None only for its own and ended in a bare AssertionError."""
+    config = write_tiny_distill_config(
+        tmp_path / 'staged.py', trained['data'], teacher_checkpoint=trained['teacher'],
+        extra="default_hooks = dict(logger=dict(interval=1), progress_bar=dict(disable=True),\n"
+              "                     distill_stage=dict(type='DistillStageHook', "
+              "switch_epoch=1))\n")
+    runner = train(config, tmp_path / 'kept', f'experiment_name=kept_{key}')
+    assert hook in [type(h).__name__ for h in runner.hooks]
+    runner = train(config, tmp_path / 'work', f'default_hooks.{key}=None',
+                   'default_hooks.timer=None', f'experiment_name=none_{key}')
+    names = [type(h).__name__ for h in runner.hooks]
+    assert hook not in names and 'IterTimerHook' not in names  # mmengine's own None too
+    assert runner.iter == 2 and 'CheckpointHook' in ' '.join(names)
+
+
+def test_teacher_checkpoint_option_wins_over_the_missing_file_fallback(trained, tmp_path,
+                                                                      capsys):
+    """README: --cfg-options model.teacher.checkpoint=PATH uses a local copy. test.py
+    switched a teacher whose file is missing to random_init first, and the option's
+    checkpoint then came with random_init ("exclude each other")."""
+    config = write_tiny_distill_config(tmp_path / 'moved_teacher.py', trained['data'],
+                                       teacher_checkpoint=str(tmp_path / 'gone.pth'))
+    test = load_tool('test')
+    metrics = test.main([config, trained['checkpoint'], '--work-dir', str(tmp_path / 'local'),
+                         '--cfg-options', f"model.teacher.checkpoint={trained['teacher']}",
+                         'experiment_name=local_teacher'])
+    assert 'teacher/top1' in metrics  # the teacher has its weights: it is evaluated
+    assert 'built without weights' not in capsys.readouterr().out
+    # No option: the fallback, as before; the student is tested all the same.
+    metrics = test.main([config, trained['checkpoint'], '--work-dir', str(tmp_path / 'none'),
+                         '--cfg-options', 'experiment_name=no_teacher'])
+    assert 'joint/top1' in metrics and 'teacher/top1' not in metrics
+    out = capsys.readouterr().out
+    assert 'gone.pth' in out and 'the teacher is built without weights' in out
+    assert test.names_teacher_weights({'model.teacher.random_init': True})
+    assert not test.names_teacher_weights({'model.teacher.model.depth': 8,
+                                           'model.student.depth': 2})
 
 
 def test_data_with_labels_beyond_the_model_is_refused(cifar_tiny, tmp_path):

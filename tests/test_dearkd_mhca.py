@@ -188,3 +188,144 @@ def test_checkpoints_keep_their_keys():
     assert set(mhca.state_dict()) == set(Attention(32, num_heads=4).state_dict()) | {
         'rel_pos_weight'}
     assert mhca.rel_pos_weight.shape == (4, 3)
+
+
+# ----- bf16: the positional term split into exact bf16 channels ------------------------------
+def naive_bf16_channels(self, grid, device, scale):
+    """The float32 channels rounded to bf16 as they are (no hi/lo split): the plant that
+    the bf16 tests must catch."""
+    pq, pk = self.position_channels(grid, device)
+    return (pq / scale).to(torch.bfloat16), pk.to(torch.bfloat16)
+
+
+def large_mhca(grid_locality, seed=0):
+    torch.manual_seed(seed)
+    mhca = MHCA(64, num_heads=8, num_prefix_tokens=2, locality_strength=grid_locality).eval()
+    with torch.no_grad():
+        mhca.rel_pos_weight.add_(torch.randn_like(mhca.rel_pos_weight) * 0.3)
+    return mhca
+
+
+def exact_position_bias(mhca, grid):
+    feats = relative_features((grid, grid), 'cpu').double()
+    return torch.einsum('ijf,hf->hij', feats, mhca.rel_pos_weight.detach().double())
+
+
+@pytest.mark.parametrize('grid,locality', [(14, 1.0), (24, 1.0), (14, 10.0), (24, 10.0)])
+def test_split_bf16_channels_carry_the_positional_term(grid, locality):
+    """The bf16 channels' products are exact in the kernels' float32 accumulation, so the
+    positional logits they give (here summed exactly) are the term to ~2^-17 of the parts;
+    rounded to bf16 without the split they are off by whole logits (~20% of the term)."""
+    mhca = large_mhca(locality)
+    scale = mhca.head_dim ** -0.5
+    exact = exact_position_bias(mhca, grid)
+    bound = 1e-5 * exact.abs().max().item()
+    errors = {}
+    for name, channels in (('split', MHCA.split_position_channels),
+                           ('naive', naive_bf16_channels)):
+        pq, pk = channels(mhca, (grid, grid), 'cpu', scale)
+        assert pq.dtype == pk.dtype == torch.bfloat16
+        logits = scale * (pq[:, 2:].double() @ pk[:, 2:].double().transpose(1, 2))
+        errors[name] = (logits - exact).abs().max().item()
+        # Prefix tokens carry zeros: no positional term to or from them.
+        assert torch.count_nonzero(pq[:, :2]) == 0 and torch.count_nonzero(pk[:, :2]) == 0
+    assert errors['split'] <= bound, errors
+    assert errors['naive'] > 100 * bound, errors
+
+
+def attention_output(mhca, x, plant=None, bias_path=False):
+    """The attention output (the input of ``proj``) under bf16 autocast without a
+    gradient, as float64."""
+    seen = []
+    hook = mhca.proj.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    original = MHCA.split_position_channels
+    try:
+        if plant is not None:
+            MHCA.split_position_channels = plant
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            reference_mhca(mhca, x) if bias_path else mhca(x)
+    finally:
+        MHCA.split_position_channels = original
+        hook.remove()
+    return seen[0].double()
+
+
+def float64_attention(mhca, x, weight=None):
+    """softmax(Q K^T / sqrt(d) + P) V in float64 from the bf16 q/k/v that autocast gives
+    the layer (so the comparison isolates the attention and its positional term), with
+    the explicit (heads, N, N) term of ``weight`` (default: the layer's)."""
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        q, k, v = mhca.qkv_heads(x)
+    weight = mhca.rel_pos_weight.detach().double() if weight is None else weight
+    grid = mhca.grid_of(x.shape[1])
+    bias = torch.einsum('ijf,hf->hij', relative_features(grid, 'cpu').double(), weight)
+    p = mhca.num_prefix_tokens
+    bias = torch.nn.functional.pad(bias, (p, 0, p, 0))
+    logits = q.double() @ k.double().transpose(-1, -2) * mhca.head_dim ** -0.5 + bias
+    out = logits.softmax(-1) @ v.double()
+    return out.transpose(1, 2).reshape(x.shape)
+
+
+@pytest.mark.parametrize('grid,locality', [(14, 1.0), (24, 1.0), (24, 10.0)])
+def test_bf16_evaluation_runs_the_split_kernel_exactly(grid, locality, monkeypatch):
+    """Without a gradient for the positional weights, bf16 MHCA runs the fused bf16 kernel
+    (no mask, 12 extra channels) and is no further from the float64 attention than the
+    explicit term under bf16; the naive bf16 channels are far off."""
+    import kdzoo.models.students.mhca as mhca_module
+    mhca = large_mhca(locality)
+    x = tokens(grid, 2, dim=64)
+    calls = []
+    original = mhca_module.F.scaled_dot_product_attention
+
+    def recording(q, k, v, **kwargs):
+        calls.append((q.dtype, q.shape[-1], kwargs.get('attn_mask')))
+        return original(q, k, v, **kwargs)
+
+    monkeypatch.setattr(mhca_module.F, 'scaled_dot_product_attention', recording)
+    exact = float64_attention(mhca, x)
+    split = attention_output(mhca, x)
+    assert calls == [(torch.bfloat16, mhca.head_dim + 12, None)]
+    monkeypatch.setattr(mhca_module.F, 'scaled_dot_product_attention', original)
+    biased = attention_output(mhca, x, bias_path=True)
+    naive = attention_output(mhca, x, plant=naive_bf16_channels)
+    err, err_bias = (split - exact).abs().max(), (biased - exact).abs().max()
+    bound = min(err_bias * 1.5 + 1e-3, 0.02 * exact.abs().max())
+    assert err <= bound, (err, err_bias)
+    assert (naive - exact).abs().max() > bound
+
+
+def positional_gradient(mhca, x, seed=3):
+    """d(sum(R * attention output))/d(rel_pos_weight) under bf16 autocast, float64."""
+    r = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    seen = []
+    hook = mhca.proj.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    mhca.rel_pos_weight.grad = None
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        mhca(x)
+    hook.remove()
+    (seen[0].float() * r).sum().backward()
+    return mhca.rel_pos_weight.grad.double()
+
+
+def float64_positional_gradient(mhca, x, seed=3):
+    r = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).double()
+    weight = mhca.rel_pos_weight.detach().double().requires_grad_()
+    (float64_attention(mhca, x, weight) * r).sum().backward()
+    return weight.grad
+
+
+@pytest.mark.parametrize('grid', [14, 24])
+def test_bf16_training_keeps_the_positional_gradient_exact(grid, monkeypatch):
+    """With a gradient for the positional weights MHCA runs the float32 kernel under bf16:
+    the gradient is within 1% of the float64 one. The split bf16 kernel would pass it
+    through the channels' bf16 gradients, where the parts' cancellation makes it ~10x
+    worse (the reason :attr:`MHCA.split_bf16_with_grad` is off)."""
+    mhca = large_mhca(1.0)
+    x = tokens(grid, 2, dim=64)
+    exact = float64_positional_gradient(mhca, x)
+    bound = 0.01 * exact.abs().max()
+    fp32_kernel = positional_gradient(mhca, x)
+    assert (fp32_kernel - exact).abs().max() <= bound
+    monkeypatch.setattr(MHCA, 'split_bf16_with_grad', True)
+    split = positional_gradient(mhca, x)
+    assert (split - exact).abs().max() > 5 * bound

@@ -1,5 +1,6 @@
 """The DearKD stage switch in real (tiny) training runs, uninterrupted and resumed."""
 import os.path as osp
+import textwrap
 import uuid
 from types import SimpleNamespace
 
@@ -98,8 +99,10 @@ def test_switch_at_the_configured_epoch(uninterrupted):
 
 @pytest.mark.parametrize('resume_epoch', [SWITCH - 1, SWITCH, SWITCH + 1],
                          ids=['before', 'at', 'after'])
-def test_resumed_run_matches_the_uninterrupted_one(uninterrupted, cifar_tiny, tmp_path,
-                                                  resume_epoch):
+def test_resumed_run_follows_the_uninterrupted_stage_schedule(uninterrupted, cifar_tiny,
+                                                              tmp_path, resume_epoch):
+    # Stages, active terms and teacher calls per epoch; the losses and weights of a
+    # resumed run against an uninterrupted one: tests/test_resume_exact.py.
     full, _, full_dir = uninterrupted
     ckpt = str(full_dir / f'epoch_{resume_epoch}.pth')
     summary, log = train(tiny_dearkd_cfg(cifar_tiny, tmp_path / 'resumed'), tmp_path,
@@ -265,3 +268,90 @@ def test_hook_arguments_and_model_check():
         DistillStageHook(switch_epoch=3, by_epoch=False)
     with pytest.raises(TypeError, match='set_stage'):
         DistillStageHook(switch_epoch=3).before_train(fake_runner(0, 5, nn.Linear(1, 1)))
+
+
+# ----- a child config that names another switch than its base -------------------------------
+def write_tiny_child(path, data_root, stage_hook=''):
+    """A config file inheriting configs/dearkd/dearkd_micro_cifar10.py (whose stage hook
+    says switch_ratio) with tiny networks, 10 images, 1 step per epoch, 2 epochs and
+    ``stage_hook`` (the keyword text of its ``distill_stage``, '' for none)."""
+    hooks = 'progress_bar=dict(disable=True), logger=dict(interval=1)'
+    if stage_hook:
+        hooks += f", distill_stage=dict(type='DistillStageHook', {stage_hook})"
+    path.write_text(textwrap.dedent(f'''
+        _base_ = [{osp.join(CONFIGS, 'dearkd', 'dearkd_micro_cifar10.py')!r}]
+        model = dict(
+            student=dict(embed_dim=32, num_heads=4, depth=2, num_mhca_blocks=1),
+            teacher=dict(model=dict(depth=8, widths=(8, 16, 32)), checkpoint=None,
+                         random_init=True),
+            distill=dict(hidden_layer3=dict(inputs=dict(student_features='student.blocks.0'))))
+        train_dataloader = dict(batch_size=10, num_workers=0, persistent_workers=False,
+                                dataset=dict(data_root={data_root!r}, per_class=1))
+        val_dataloader = val_cfg = val_evaluator = None
+        test_dataloader = test_cfg = test_evaluator = None
+        train_cfg = dict(max_epochs=2)
+        custom_hooks = [dict(type='StageProbeHook')]
+        default_hooks = dict({hooks})
+        env_cfg = dict(dist_cfg=dict(backend='gloo'))
+        experiment_name = {path.stem + '_' + uuid.uuid4().hex[:8]!r}
+    '''))
+    return str(path)
+
+
+def train_file(config, work_dir, *extra):
+    """tools/train.py on a config file; returns (probe summary, log text)."""
+    runner = load_tool('train').main([config, '--work-dir', str(work_dir), *extra])
+    probe = next(h for h in runner.hooks if isinstance(h, StageProbeHook))
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return probe.summary(), f.read()
+
+
+STAGE1 = ([True], ['loss_cls', 'loss_distill', 'loss_hidden_layer3'], 1)
+STAGE2 = ([False], ['loss_cls'], 0)
+
+
+def test_child_config_switch_replaces_the_inherited_one(cifar_tiny, tmp_path):
+    """The README's override in a child of a shipped DearKD config: mmengine merged it with
+    the base's switch_ratio and the hook refused both."""
+    child = write_tiny_child(tmp_path / 'child.py', cifar_tiny, 'switch_epoch=1')
+    summary, log = train_file(child, tmp_path / 'work')
+    assert summary == {0: STAGE1, 1: STAGE2}
+    assert 'stage 1 (with the teacher) in epochs 1-1 of 2' in log
+
+
+def test_switch_option_replaces_the_configs_switch(cifar_tiny, tmp_path):
+    child = write_tiny_child(tmp_path / 'inherits.py', cifar_tiny)  # switch_ratio=250/300
+    summary, log = train_file(child, tmp_path / 'work', '--cfg-options',
+                              'default_hooks.distill_stage.switch_epoch=1')
+    assert summary == {0: STAGE1, 1: STAGE2}
+    assert 'stage 1 (with the teacher) in epochs 1-1 of 2' in log
+
+
+def test_the_switch_set_last_wins(cifar_tiny, tmp_path):
+    """Through a chain of files (a grandchild goes back to switch_ratio after its parent's
+    switch_epoch) and options; a switch the config cannot attribute is left to the hook,
+    which names the way out."""
+    from kdzoo.engine.config_check import last_switch_key, prepare_config
+    child = write_tiny_child(tmp_path / 'child.py', cifar_tiny, 'switch_epoch=1')
+    grandchild = tmp_path / 'grandchild.py'
+    grandchild.write_text("_base_ = ['./child.py']\n"
+                          "default_hooks = {'distill_stage': {'switch_ratio': 0.5}}\n")
+    merged = Config.fromfile(str(grandchild)).default_hooks.distill_stage
+    assert merged.switch_epoch == 1 and merged.switch_ratio == 0.5  # mmengine's merge
+    assert last_switch_key(child) == 'switch_epoch'
+    assert last_switch_key(str(grandchild)) == 'switch_ratio'
+    stage = prepare_config(Config.fromfile(str(grandchild))).default_hooks.distill_stage
+    assert dict(stage) == dict(type='DistillStageHook', switch_ratio=0.5)
+    cfg = Config.fromfile(str(grandchild))
+    cfg.merge_from_dict({'default_hooks.distill_stage.switch_iter': 3})
+    stage = prepare_config(cfg).default_hooks.distill_stage
+    assert dict(stage) == dict(type='DistillStageHook', switch_iter=3)
+    assert cfg.default_hooks.distill_stage.switch_epoch == 1  # the caller's config is kept
+    # Not from a file: both stay, and the hook says how to replace an inherited switch.
+    cfg = Config(dict(default_hooks=dict(distill_stage=dict(
+        type='DistillStageHook', switch_ratio=0.5, switch_epoch=1))))
+    hook_cfg = dict(prepare_config(cfg).default_hooks.distill_stage)
+    hook_cfg.pop('type')
+    with pytest.raises(ValueError, match=r"exactly one .* got \['switch_epoch', "
+                                         r"'switch_ratio'\] .*_delete_=True"):
+        DistillStageHook(**hook_cfg)

@@ -1,16 +1,23 @@
 """tools/export.py: micro CIFAR students trained a few iterations by tools/train.py, exported
 to timm's, mmpretrain's and kdzoo's layouts, then loaded in a fresh process that never
-imports kdzoo, with the printed code, and compared logit for logit."""
+imports kdzoo, with the printed code, and compared logit for logit; and from raw pixels
+(uint8 arrays, JPEG files of several sizes) through each library's own preprocessing
+(timm's resolve_data_config + create_transform, mmpretrain's ImageClassificationInferencer)
+against kdzoo's Predictor."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
 import textwrap
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
-from conftest import cifar_cfg, config_path, load_tool, save_tiny_teacher, tiny_resnet
+from conftest import (CIFAR_CLASSES, cifar_cfg, config_path, load_tool, save_tiny_teacher,
+                      tiny_resnet)
 from kdzoo.registry import MODELS
 
 MICRO = dict(arch=None, embed_dim=32, num_heads=2, depth=2, drop_path_rate=0.0)
@@ -138,9 +145,11 @@ def test_export_to_mmpretrain_loads_without_kdzoo_with_identical_logits(trained,
     out = trained['root'] / f'{kind}_mmpretrain.pth'
     printed, code = export(config, ckpt, 'mmpretrain', out, capsys)
     head = 'DeiTClsHead' if kind == 'distilled' else 'VisionTransformerClsHead'
-    assert f"'type': '{head}'" in printed and 'build_classifier(cfg)' in printed
-    state = torch.load(str(out), weights_only=True)
-    assert all(k.startswith(('backbone.', 'head.layers.')) for k in state)
+    assert f"'type': '{head}'" in printed and 'get_model(cfg, pretrained=' in printed
+    saved = torch.load(str(out), weights_only=True)  # mmpretrain's checkpoint layout
+    assert set(saved) == {'state_dict', 'meta'}
+    assert saved['meta']['dataset_meta'] == dict(classes=list(CIFAR_CLASSES))
+    assert all(k.startswith(('backbone.', 'head.layers.')) for k in saved['state_dict'])
     inputs = trained['root'] / f'{kind}_inputs_mm.pt'
     student_logits(config, ckpt, inputs)
     # mode='tensor': DeiTClsHead's eval output, the mean of the two heads' logits.
@@ -210,3 +219,140 @@ def test_teacher_only_and_foreign_checkpoints_are_refused(trained, capsys):
             load_tool('export').main([config, str(root / name), '--to', 'timm',
                                       '--out', str(out)])
         assert not out.exists()
+
+
+def run_script(script, cwd, forbid_kdzoo=True):
+    """Run ``script`` in a new interpreter; it leaves its answer in ``result`` (a dict),
+    printed as JSON on a line of its own (progress bars may share stdout)."""
+    script += ('\nimport sys as _sys\nprint("\\nRESULT " + json.dumps(dict(result, '
+               'kdzoo_imported="kdzoo" in _sys.modules)), flush=True)\n')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          cwd=str(cwd), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+    assert line, proc.stdout[-3000:]
+    result = json.loads(line[-1][len('RESULT '):])
+    assert result['kdzoo_imported'] is not forbid_kdzoo
+    return result
+
+
+@pytest.fixture(scope='module')
+def raw_images(cifar_tiny, trained):
+    """RGB uint8 images: three CIFAR-10 test images at 32x32, larger and smaller non-square
+    copies of them and a noise image; as tensors in a file, and as JPEG files."""
+    from PIL import Image
+    root = osp.join(cifar_tiny, 'test')
+    classes = sorted(os.listdir(root))[:3]
+    paths = [osp.join(root, c, sorted(os.listdir(osp.join(root, c)))[0]) for c in classes]
+    rgb = [cv2.imread(p)[..., ::-1].copy() for p in paths]
+    sizes = [(45, 70), (70, 45), (24, 29)]  # (h, w)
+    rgb += [np.asarray(Image.fromarray(a).resize((w, h), Image.BILINEAR))
+            for a, (h, w) in zip(rgb, sizes)]
+    rgb.append(np.random.default_rng(0).integers(0, 256, (50, 37, 3), dtype=np.uint8))
+    folder = trained['root'] / 'jpegs'
+    folder.mkdir(exist_ok=True)
+    jpegs = list(paths)
+    for i, a in enumerate(rgb[3:]):
+        jpegs.append(str(folder / f'{i}_{a.shape[0]}x{a.shape[1]}.jpg'))
+        cv2.imwrite(jpegs[-1], np.ascontiguousarray(a[..., ::-1]))
+    tensors = trained['root'] / 'raw_images.pt'
+    torch.save([torch.from_numpy(np.array(a)) for a in rgb], str(tensors))
+    return dict(rgb=rgb, tensors=tensors, jpegs=jpegs)
+
+
+TIMM_FROM_PIXELS = '''
+import json, torch
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
+data = resolve_data_config(model=model)
+transform = create_transform(**data)
+arrays = torch.load({tensors!r}, weights_only=True)
+x = torch.stack([transform(Image.fromarray(a.numpy())) for a in arrays])
+with torch.no_grad():
+    logits = model(x)
+result = dict(data=data, logits=logits.tolist())
+'''
+
+
+@pytest.mark.parametrize('kind', ['distilled', 'plain', 'dearkd'])
+def test_timm_preprocessing_from_raw_pixels_gives_the_predictors_results(
+        trained, kind, raw_images, capsys):
+    """timm prepares raw uint8 images of any size with the exported pretrained_cfg
+    (resolve_data_config + create_transform) as kdzoo's Predictor does: the config's mean,
+    std, input size, crop and interpolation. DearKD goes through --to kdzoo and the printed
+    timm.create_model call."""
+    import kdzoo
+    config, ckpt = trained[kind]
+    if kind == 'dearkd':
+        _, code = export(config, ckpt, 'kdzoo', trained['root'] / 'dearkd_px.pth', capsys)
+        call = [ln[2:] for ln in code.splitlines() if ln.startswith('# timm.create_model(')]
+        code = f'import kdzoo, timm\nmodel = {call[0]}.eval()\n'
+    else:
+        _, code = export(config, ckpt, 'timm', trained['root'] / f'{kind}_px.pth', capsys)
+    result = run_script(code + TIMM_FROM_PIXELS.format(tensors=str(raw_images['tensors'])),
+                        trained['root'], forbid_kdzoo=kind != 'dearkd')
+    pre = kdzoo.apis.load_config(config).data_preprocessor
+    data = result['data']
+    np.testing.assert_allclose(data['mean'], np.array(pre.mean) / 255, rtol=1e-9)
+    np.testing.assert_allclose(data['std'], np.array(pre.std) / 255, rtol=1e-9)
+    assert (data['input_size'], data['crop_pct'], data['crop_mode'],
+            data['interpolation']) == ([3, 32, 32], 1.0, 'center', 'bicubic')
+    predictor = kdzoo.Predictor(kdzoo.get_model(config, ckpt))
+    expected = predictor.forward(raw_images['rgb'])[0].numpy()
+    got = np.array(result['logits'])
+    assert list(got.argmax(1)) == list(expected.argmax(1))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize('kind', ['distilled', 'plain'])
+def test_mmpretrain_inferencer_classifies_jpegs_as_the_predictor(trained, kind, raw_images,
+                                                                  capsys):
+    """mmpretrain's ImageClassificationInferencer(model=<printed config>, pretrained=<file>)
+    reads JPEG files of any size with the config's test pipeline (completed to resize and
+    crop), the data preprocessor and the class names of the file, as kdzoo does."""
+    import kdzoo
+    config, ckpt = trained[kind]
+    out = trained['root'] / f'{kind}_mm_px.pth'
+    _, code = export(config, ckpt, 'mmpretrain', out, capsys)
+    script = code + textwrap.dedent(f'''
+        import json
+        from mmpretrain.apis import ImageClassificationInferencer
+        inferencer = ImageClassificationInferencer(model=cfg, pretrained={str(out)!r},
+                                                   device='cpu')
+        found = inferencer({raw_images['jpegs']!r}, batch_size=4)
+        result = dict(
+            labels=[r['pred_label'] for r in found],
+            classes=[r.get('pred_class') for r in found],
+            scores=[r['pred_scores'].tolist() for r in found],
+            preprocessor=inferencer.model._config.model.data_preprocessor.to_dict(),
+            pipeline=[dict(t) for t in inferencer.config.test_dataloader.dataset.pipeline])
+    ''')
+    result = run_script(script, trained['root'])
+    cfg = kdzoo.apis.load_config(config)
+    assert {k: result['preprocessor'][k] for k in ('mean', 'std', 'to_rgb')} == {
+        k: cfg.data_preprocessor[k] for k in ('mean', 'std', 'to_rgb')}
+    assert [t['type'] for t in result['pipeline']] == [
+        'LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'PackInputs']
+    expected = kdzoo.Predictor(kdzoo.get_model(config, ckpt))(raw_images['jpegs'])
+    assert result['labels'] == [r['pred_label'] for r in expected]
+    assert result['classes'] == [r['pred_class'] for r in expected]
+    assert set(result['classes']) <= set(CIFAR_CLASSES)
+    np.testing.assert_allclose(result['scores'], [r['pred_scores'] for r in expected],
+                               rtol=0, atol=1e-6)
+
+
+def test_timm_settings_of_an_imagenet_pipeline():
+    """ImageNet's ResizeEdge 256 + CenterCrop 224 is timm's crop_pct 0.875; crop_pct is
+    chosen so that timm's floor(crop / crop_pct) gives back the resize edge."""
+    from types import SimpleNamespace
+
+    from kdzoo.apis import find_config, load_config
+    from kdzoo.apis.export import _timm_crop_pct, timm_data_cfg
+    net = SimpleNamespace(patch_embed=SimpleNamespace(
+        img_size=224, proj=SimpleNamespace(in_channels=3)))
+    data = timm_data_cfg(load_config(find_config('deit_ti')), net)
+    assert data == dict(input_size=(3, 224, 224), crop_pct=0.875, crop_mode='center',
+                        interpolation='bicubic', mean=(0.485, 0.456, 0.406),
+                        std=(0.229, 0.224, 0.225))
+    for crop, edge in ((32, 36), (224, 256), (224, 248), (299, 342), (384, 384), (32, 35)):
+        assert int(np.floor(crop / _timm_crop_pct(crop, edge))) == edge

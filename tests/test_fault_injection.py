@@ -1,6 +1,8 @@
 """Atomic checkpoints and resumable runs: the atomic writes on their own, the pointer and
-the order of deletion, the latest complete checkpoint, and tools/fault_injection.py's
-runs under real SIGKILLs (a few kills each; the checks hold wherever the kills land)."""
+the order of deletion, the latest complete checkpoint, a checkpoint or pointer write that
+dies half-way inside kdzoo's real Runner (always inside the write, unlike the kills), and
+tools/fault_injection.py's runs under real SIGKILLs (a few kills each; the checks hold
+wherever the kills land)."""
 import os
 import os.path as osp
 import random
@@ -200,3 +202,98 @@ def test_finished_shards_lose_their_leftover_temp_folder(tmp_path):
     assert run_shards(synthesizer, teacher, writer, labels, 4) == []
     writer.finish()
     assert not osp.exists(writer.tmp_root)
+
+
+# ----- a save that dies half-way inside kdzoo's real Runner ---------------------------------
+def tiny_run_config(tmp_path, cifar_tiny):
+    """tools/train.py's config for 2 epochs of one step each, checkpoint every epoch."""
+    from conftest import write_tiny_distill_config
+    return write_tiny_distill_config(tmp_path / 'tiny_atomic.py', cifar_tiny, per_class=1,
+                                     max_epochs=2)
+
+
+def files_in(folder):
+    return sorted(n for n in os.listdir(folder) if osp.isfile(osp.join(folder, n)))
+
+
+def test_runner_save_dying_halfway_keeps_the_previous_checkpoint(tmp_path, cifar_tiny,
+                                                                 monkeypatch):
+    """The disk fills up in the middle of writing epoch_2.pth (mmengine's writer has put
+    half the bytes): epoch_1.pth and last_checkpoint are as they were, no partial file is
+    left, and --resume continues from epoch 1."""
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    config, work = tiny_run_config(tmp_path, cifar_tiny), tmp_path / 'work'
+    real_put, written = LocalBackend.put, {}
+
+    def put(self, obj, filepath):
+        if 'epoch_2.pth' in osp.basename(str(filepath)):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            raise OSError('No space left on device (planted by the test)')
+        real_put(self, obj, filepath)
+        written[osp.basename(str(filepath))] = obj
+
+    monkeypatch.setattr(LocalBackend, 'put', put)
+    train = load_tool('train')
+    with pytest.raises(OSError, match='No space left'):
+        train.main([config, '--work-dir', str(work), '--cfg-options',
+                    'experiment_name=atomic_dies'])
+    monkeypatch.setattr(LocalBackend, 'put', real_put)
+    names = files_in(work)
+    assert 'epoch_1.pth' in names and 'epoch_2.pth' not in names
+    assert not [n for n in os.listdir(work) if atomic.is_partial(n) or n.endswith('.tmp')]
+    # epoch_1.pth holds exactly the bytes written for it, and the pointer names it
+    [(_, first)] = [(n, b) for n, b in written.items() if 'epoch_1.pth' in n]
+    assert (work / 'epoch_1.pth').read_bytes() == first
+    assert atomic.read_pointer(str(work)) == str(work / 'epoch_1.pth')
+    runner = train.main([config, '--work-dir', str(work), '--resume', '--cfg-options',
+                         'experiment_name=atomic_resumed'])
+    assert (runner.epoch, runner.iter) == (2, 2)
+    assert read_checkpoint(str(work / 'epoch_2.pth'))['meta']['epoch'] == 2
+
+
+def test_runner_pointer_write_dying_halfway_keeps_the_old_pointer(tmp_path, cifar_tiny,
+                                                                  monkeypatch):
+    """The process dies half-way through writing last_checkpoint after epoch_2.pth is in
+    place: the pointer still names epoch_1.pth whole, and the automatic resume takes the
+    complete epoch_2.pth."""
+    config, work = tiny_run_config(tmp_path, cifar_tiny), tmp_path / 'work'
+    pointer_writes = []
+
+    class Dying:
+        """A file that takes half of what is written and then fails."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:len(text) // 2])
+            self.f.flush()
+            raise OSError('killed while writing the pointer (planted by the test)')
+
+    def dying_open(path, mode='r', *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        if 'w' in mode and 'last_checkpoint' in osp.basename(str(path)):
+            pointer_writes.append(path)
+            if len(pointer_writes) == 2:
+                return Dying(f)
+        return f
+
+    # Whatever module writes the pointer looks ``open`` up in its own globals first.
+    for module in (atomic, hook_module):
+        monkeypatch.setattr(module, 'open', dying_open, raising=False)
+    with pytest.raises(OSError, match='killed while writing the pointer'):
+        load_tool('train').main([config, '--work-dir', str(work), '--cfg-options',
+                                 'experiment_name=pointer_dies'])
+    assert len(pointer_writes) == 2
+    with open(work / 'last_checkpoint') as f:
+        assert f.read() == str(work / 'epoch_1.pth')
+    assert not [n for n in os.listdir(work) if atomic.is_partial(n) or n.endswith('.tmp')]
+    assert atomic.is_complete(str(work / 'epoch_2.pth'))
+    assert atomic.latest_checkpoint(str(work)) == str(work / 'epoch_2.pth')

@@ -61,9 +61,11 @@ def test_resume_continues_from_epoch_two(resumed):
         assert f.read().strip().endswith('epoch_3.pth')
 
 
-def test_resumed_model_starts_from_saved_weights(resumed):
-    """The third epoch changed the student weights of epoch 2; the teacher is in no
-    checkpoint and in no optimizer, and comes back from its own file on resume."""
+def test_resume_continues_the_optimizer_and_keeps_the_teacher_out(resumed):
+    """The third epoch changed the student weights of epoch 2 and Adam's steps went on;
+    the teacher is in no checkpoint and in no optimizer, and comes back from its own file
+    on resume. (That the resumed model holds epoch 2's exact weights, optimizer and
+    scheduler state: tests/test_resume_exact.py.)"""
     e2 = torch.load(osp.join(resumed['work_dir'], 'epoch_2.pth'), weights_only=True)
     e3 = torch.load(osp.join(resumed['work_dir'], 'epoch_3.pth'), weights_only=True)
     s2, s3 = e2['state_dict'], e3['state_dict']
@@ -296,3 +298,100 @@ def test_runs_started_in_the_same_second_get_their_own_logs(cifar_tiny, tmp_path
     assert len(set(log_dirs)) == 3
     assert log_dirs[1] == log_dirs[0] + '_1' and log_dirs[2] == log_dirs[0] + '_2'
     assert all(osp.basename(r.log_dir) == r.timestamp for r in runners)
+
+
+def test_resume_without_a_checkpoint_trains_from_scratch(cifar_tiny, tmp_path):
+    """mmengine's convention: an automatic resume with nothing to resume starts fresh (so
+    re-runs and sweeps work), said in one line instead of "Auto resumed from the latest
+    checkpoint None"."""
+    config = write_tiny_distill_config(tmp_path / 'tiny_fresh.py', cifar_tiny, per_class=1)
+    work_dir = tmp_path / 'work'
+    runner = load_tool('train').main([config, '--work-dir', str(work_dir), '--resume',
+                                      '--cfg-options', 'experiment_name=fresh'])
+    log = read_log(runner)
+    line = f'no checkpoint in {work_dir} to resume; training from scratch'
+    assert re.search(rf' - INFO - {re.escape(line)}\n', log)
+    assert log.count(line) == 1
+    assert 'Auto resumed' not in log and 'checkpoint None' not in log
+    assert (runner.epoch, runner.iter) == (1, 1)
+    assert osp.isfile(work_dir / 'epoch_1.pth')
+
+
+def test_resume_with_a_dangling_pointer_says_so(cifar_tiny, tmp_path):
+    """last_checkpoint names a file that is gone and nothing else is there: an error that
+    names both and the ways out, before any step."""
+    config = write_tiny_distill_config(tmp_path / 'tiny_dangling.py', cifar_tiny, per_class=1)
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_3.pth'))
+    with pytest.raises(FileNotFoundError) as err:
+        load_tool('train').main([config, '--work-dir', str(work_dir), '--resume',
+                                 '--cfg-options', 'experiment_name=dangling'])
+    assert str(err.value) == (
+        f'{work_dir}/last_checkpoint names {work_dir}/epoch_3.pth, which is missing or '
+        'incomplete, and the work dir holds no other complete checkpoint; give --resume a '
+        'checkpoint file, or delete last_checkpoint to train from scratch')
+    assert not glob.glob(str(work_dir / '*.pth'))
+
+
+LAYOUTS = ('timm', 'mmpretrain', 'kdzoo')
+
+
+@pytest.fixture(scope='module')
+def exported(resumed):
+    """The student of epoch_2.pth written by tools/export.py's function in each layout."""
+    from kdzoo.apis import export_student
+    ckpt = osp.join(resumed['work_dir'], 'epoch_2.pth')
+    files = {to: str(resumed['root'] / f'student_{to}.pth') for to in LAYOUTS}
+    for to, out in files.items():
+        export_student(resumed['config'], ckpt, to, out)
+    return files
+
+
+@pytest.mark.parametrize('how', ['resume', 'load_from'])
+@pytest.mark.parametrize('to', LAYOUTS)
+def test_exported_student_is_named_with_the_way_to_use_it(resumed, exported, tmp_path, to,
+                                                          how):
+    """Before: "was saved by another model" (resume) or "does not fit the model of this
+    config" (load_from), about a file that is the right student in another form."""
+    path = exported[to]
+    options = [f'experiment_name=exported_{to}_{how}']
+    if how == 'resume':
+        args = ['--resume', path, '--cfg-options'] + options
+    else:
+        args = ['--cfg-options', f'load_from={path}'] + options
+    work_dir = tmp_path / 'work'
+    with pytest.raises(ValueError) as err:
+        load_tool('train').main([resumed['config'], '--work-dir', str(work_dir)] + args)
+    msg = str(err.value)
+    assert msg.startswith(f'checkpoint {path} is an exported student (')
+    assert f'--to {to}' in msg and 'not a training checkpoint: ' in msg
+    assert 'another model' not in msg and 'does not fit' not in msg
+    if to == 'mmpretrain':
+        # A kdzoo student cannot take mmpretrain's keys: the way is another export.
+        assert 'it loads with mmpretrain' in msg
+        assert ('export the training checkpoint again with --to kdzoo --out NEW_FILE and use '
+                '--cfg-options model.student.pretrained=NEW_FILE') in msg
+    else:
+        assert f'use it with --cfg-options model.student.pretrained={path}' in msg
+        assert (f"kdzoo.get_model('{path}') for inference" in msg) == (to == 'kdzoo')
+    assert not glob.glob(str(work_dir / '*.pth'))
+
+
+@pytest.mark.parametrize('to', ['timm', 'kdzoo'])
+def test_the_named_way_starts_from_the_exported_student(resumed, exported, tmp_path, to):
+    """model.student.pretrained=FILE, as the error says: one step at learning rate 0
+    keeps the exported weights, so the run started from them."""
+    work_dir = tmp_path / 'work'
+    load_tool('train').main([resumed['config'], '--work-dir', str(work_dir), '--cfg-options',
+                             f'model.student.pretrained={exported[to]}',
+                             'optim_wrapper.optimizer.lr=0.0', 'train_cfg.max_epochs=1',
+                             'train_dataloader.dataset.per_class=1',
+                             f'experiment_name=pretrained_{to}'])
+    saved = torch.load(work_dir / 'epoch_1.pth', weights_only=True)['state_dict']
+    student = {k[len('student.'):]: v for k, v in saved.items() if k.startswith('student.')}
+    file = torch.load(exported[to], weights_only=True)
+    file = file['state_dict'] if to == 'kdzoo' else file
+    assert student.keys() == file.keys()
+    for key, value in file.items():
+        assert torch.equal(student[key], value), key

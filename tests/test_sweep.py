@@ -90,12 +90,32 @@ def test_table_is_mean_and_sample_std_of_the_seeds(swept):
         assert swept['table'] in f.read()
 
 
-def test_seeds_set_the_runs_randomness(swept):
+def test_seeds_set_the_runs_randomness(swept, tiny_configs, tmp_path):
+    """Seed k is the run's seed (log and checkpoint), the two seeds train different
+    weights, and seed 0 run again elsewhere trains the same weights bit for bit."""
+    import torch
     work_dir = swept['work_dir']
+
+    def weights(run_dir):
+        ckpt = torch.load(osp.join(run_dir, 'epoch_2.pth'), map_location='cpu',
+                          weights_only=True)
+        return ckpt['meta']['seed'], ckpt['state_dict']
+
+    runs = {}
     for seed in (0, 1):
-        folder = log_folders(osp.join(work_dir, 'tiny_a', f'seed{seed}'))[0]
+        run_dir = osp.join(work_dir, 'tiny_a', f'seed{seed}')
+        folder = log_folders(run_dir)[0]
         with open(glob.glob(osp.join(folder, '*.log'))[0]) as f:
             assert f'seed: {seed}' in f.read()
+        runs[seed] = weights(run_dir)
+        assert runs[seed][0] == seed
+    assert any(not torch.equal(v, runs[1][1][k]) for k, v in runs[0][1].items())
+    again = str(tmp_path / 'again')
+    run_sweep([tiny_configs[0]], [0], again, OPTIONS, log=lambda s: None)
+    seed, state = weights(osp.join(again, 'tiny_a', 'seed0'))
+    assert seed == 0 and state.keys() == runs[0][1].keys()
+    for key, value in state.items():
+        assert torch.equal(value, runs[0][1][key]), key
 
 
 def test_curves_read_back_and_png_written(swept):
@@ -171,8 +191,10 @@ def test_bad_arguments_are_refused_before_any_work(tiny_configs, tmp_path):
 
 def test_tool_reports_bad_arguments(tmp_path, capsys):
     tool = load_tool('sweep')
-    with pytest.raises(SystemExit, match='sweep: config .* is neither'):
+    with pytest.raises(SystemExit) as info:  # a usage error, before any work
         tool.main(['no_such_config', '--seeds', '0', '--work-dir', str(tmp_path)])
+    assert info.value.code == 2
+    assert "config 'no_such_config' is neither" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main(['deit_micro_cifar10', '--work-dir', str(tmp_path)])
     assert '--seeds' in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Where a teacher's weights come from: a file, a URL (downloaded once into torch.hub's
 cache, hash checked), a source's pretrained weights, or an explicit random_init; a
 teacher that names none is refused, also through tools/train.py. Nothing here touches the
-network: downloads are file:// URLs or stand-ins for torch.hub's downloader."""
+network: downloads are file:// URLs or stand-ins for torch.hub's downloader. Also: a wrong
+source name (``teacher.logit``) is answered with the closest valid ones."""
 import hashlib
 import os.path as osp
 import subprocess
@@ -13,7 +14,7 @@ import torch
 
 from kdzoo.models import Teacher
 from kdzoo.registry import MODELS
-from conftest import REPO, config_path, tiny_resnet
+from conftest import REPO, config_path, tiny_deit, tiny_resnet
 
 
 @pytest.fixture
@@ -186,11 +187,13 @@ def test_random_init_is_explicit():
     assert teacher.checkpoint is None and not teacher.pretrained and not teacher.has_weights
 
 
-def test_train_refuses_a_teacher_without_weights(tmp_path):
+def test_train_refuses_a_teacher_without_weights(tmp_path, cifar_tiny):
     config = tmp_path / 'no_teacher_weights.py'
     config.write_text(textwrap.dedent(f'''
         _base_ = [{config_path('deit_micro_distilled_cifar10')!r}]
         model = dict(teacher=dict(checkpoint=None))
+        data = dict(dataset=dict(data_root={cifar_tiny!r}))  # the data is checked first
+        train_dataloader = val_dataloader = test_dataloader = data
     '''))
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), str(config),
@@ -200,3 +203,41 @@ def test_train_refuses_a_teacher_without_weights(tmp_path):
     assert 'names no weights' in proc.stderr
     for fix in ('model.teacher.checkpoint', 'pretrained=True', 'random_init=True'):
         assert fix in proc.stderr
+
+
+# ----------------------------------------------------------------------------- source names
+def distiller_reading(source):
+    """A tiny Distiller with one soft-distillation term whose teacher_logits read
+    ``source``."""
+    return dict(type='Distiller', student=tiny_deit(),
+                teacher=dict(type='Teacher', random_init=True, model=tiny_resnet()),
+                data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10),
+                distill_loss=None,
+                distill=dict(kd=dict(loss=dict(type='SoftDistillLoss'),
+                                     inputs=dict(teacher_logits=source))))
+
+
+@pytest.mark.parametrize('source, suggested', [
+    ('teacher.logit', "'teacher.logits'"),         # read as a layer of the teacher
+    ('student.logit', "'student.logits'"),         # read as a layer of the student
+    ('student.cls_logit', "'student.cls_logits'"),
+    ('teachr.logits', "'teacher.logits'"),         # no such network
+    ('labls', "'labels'"),
+    ('teacher.layr3', "'teacher.layer3'"),         # a layer name, as before
+    ('teacher.layr3:input', "'teacher.layer3:input'"),
+])
+def test_wrong_source_names_suggest_the_closest_sources(source, suggested):
+    """Before: teacher.logit listed the teacher's layer names, not teacher.logits."""
+    with pytest.raises(ValueError) as err:
+        MODELS.build(distiller_reading(source))
+    msg = str(err.value)
+    assert f'did you mean {suggested}' in msg, msg
+    assert "input 'teacher_logits'" in msg and 'teacher.<module>' in msg
+
+
+def test_a_source_far_from_every_name_suggests_nothing():
+    with pytest.raises(ValueError) as err:
+        MODELS.build(distiller_reading('teacher.zzzzzz'))
+    msg = str(err.value)
+    assert "teacher has no layer named 'zzzzzz'" in msg and 'did you mean' not in msg
+    assert 'layers of the teacher (CifarResNet): stem' in msg

@@ -1,9 +1,9 @@
 """Training throughput (images/s), s/step and peak memory of one or more configs, with and
 without the teacher, measured side by side in one process.
 
-    python tools/benchmark.py CONFIG [CONFIG ...] [--batch-size 64] [--iters 20]
-                              [--warmup 3] [--rounds 2] [--threads N] [--amp] [--compile]
-                              [--teacher-dtype float32] [--cfg-options KEY=VALUE ...]
+    kdzoo benchmark CONFIG [CONFIG ...] [--batch-size 64] [--iters 20]
+                          [--warmup 3] [--rounds 2] [--threads N] [--amp] [--compile]
+                          [--teacher-dtype float32] [--cfg-options KEY=VALUE ...]
 
 Each variant (a distiller with its terms on, then its student alone with every term off
 and the teacher not run; a plain classifier once) runs the real training step
@@ -14,19 +14,22 @@ loaded: they do not change the cost. On a GPU the student-alone rows also give t
 FLOPs utilisation: the model zoo's counted FLOPs (model-index.yml) of a training
 step (3 forward passes) per second over the device's dense bf16 peak.
 """
-import argparse
 import os.path as osp
 import resource
 import statistics
 import time
 
 import torch
-from mmengine.config import DictAction
+
+from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+
+EXAMPLES = ('kdzoo benchmark deit_s deit_s_distilled dearkd_s --batch-size 8 --threads 1',
+            'kdzoo benchmark configs/deit/deit_micro_distilled_cifar10.py --amp')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('configs', nargs='+')
+    parser = tool_parser(__doc__.split('\n')[0], EXAMPLES)
+    add_config_argument(parser, 'configs', nargs='+')
     parser.add_argument('--batch-size', type=int, help='default: each config\'s batch size')
     parser.add_argument('--iters', type=int, default=20, help='timed steps per variant and round')
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps per variant and round')
@@ -43,8 +46,7 @@ def parse_args(argv=None):
                         'the model FLOPs utilisation on a GPU (default: known for H100/H200, '
                         'A100, L40S, L4, A10, V100)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='applied to every config')
+    add_cfg_options(parser, help='applied to every config; KEY=VALUE as in kdzoo train')
     return parser.parse_args(argv)
 
 
@@ -120,6 +122,8 @@ def prepare(config, args, compiled=False):
 
 def main(argv=None):
     args = parse_args(argv)
+    from kdzoo.numerics import denormals_flushed, flush_denormals
+    flush_denormals()  # before the intra-op threads start; each config's build applies its own
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = {}
@@ -155,7 +159,8 @@ def main(argv=None):
             peaks[key] = max(peaks.get(key, 0.0), peak_memory_mb(args.device))
 
     print(f"{', '.join(args.configs)}: device {args.device}, amp {args.amp}, threads "
-          f"{torch.get_num_threads()}, {args.iters} x {args.rounds} timed steps per variant")
+          f"{torch.get_num_threads()}, subnormals flushed {denormals_flushed()}, "
+          f"{args.iters} x {args.rounds} timed steps per variant")
     width = max(len(k) for k in runs) + 2
     peak = device_peak(args.device, args.peak_tflops) if cuda else None
     print(f"{'variant':<{width}}{'batch':>6}{'images/s':>11}{'s/step (median)':>17}"

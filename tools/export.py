@@ -1,29 +1,37 @@
 """Export a trained student for use without kdzoo (timm, mmpretrain) or with kdzoo alone.
 
-    python tools/export.py CONFIG CHECKPOINT --to {timm,mmpretrain,kdzoo} --out FILE
-                           [--cfg-options KEY=VALUE ...]
+    kdzoo export CONFIG CHECKPOINT --to {timm,mmpretrain,kdzoo} --out FILE
+                 [--cfg-options KEY=VALUE ...]
+
+(``python tools/export.py`` in a checkout.) CONFIG is a config file or the name of a
+shipped config.
 
 Writes the student alone (no teacher, connectors or optimizer state) as tensors that
 ``torch.load(FILE, weights_only=True)`` reads, checks that the printed code loads it with
-the student's logits, and prints that code.
+the student's logits, and prints that code. The code carries the student's preprocessing
+for images of any size: timm's ``pretrained_cfg_overlay`` (mean, std, input size,
+crop_pct, crop_mode, interpolation, read by ``timm.data.resolve_data_config``), or
+mmpretrain's config (data preprocessor and ``test_dataloader.dataset.pipeline``, with the
+class names in the file, for ``ImageClassificationInferencer``).
 """
-import argparse
-
-from mmengine.config import DictAction
+from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
 
 TARGETS = ('timm', 'mmpretrain', 'kdzoo')
+EXAMPLES = ('kdzoo export deit_micro_distilled_cifar10 work_dirs/micro/epoch_20.pth --to timm '
+            '--out student_timm.pth',
+            'kdzoo export dearkd_micro_cifar10 work_dirs/dearkd --to kdzoo --out student.pth')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Export the student of a kdzoo checkpoint')
-    parser.add_argument('config', help='config file path or shipped config name')
+    parser = tool_parser('Export the student of a kdzoo checkpoint for timm, mmpretrain or '
+                         'kdzoo alone.', EXAMPLES)
+    add_config_argument(parser)
     parser.add_argument('checkpoint', help='checkpoint of the Distiller or Classifier '
                         '(or its work dir, for the latest one)')
     parser.add_argument('--to', required=True, choices=TARGETS,
                         help="layout: timm's or mmpretrain's model, or kdzoo's (any student)")
     parser.add_argument('--out', required=True, help='file to write')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 

@@ -1,29 +1,36 @@
 """Classify images with a trained student.
 
-    python tools/infer.py CONFIG CHECKPOINT IMAGE [IMAGE ...] [--device cpu] [--topk 3]
-                          [--batch-size 32] [--cfg-options KEY=VALUE ...]
+    kdzoo infer CONFIG CHECKPOINT PATH [PATH ...] [--device cpu] [--topk 3]
+                [--batch-size 32] [--cfg-options KEY=VALUE ...]
 
+(``python tools/infer.py`` in a checkout.)
 CONFIG is a config file or a shipped config name; CHECKPOINT a kdzoo checkpoint (or
-``-`` with an exported ``--to kdzoo`` file as CONFIG). Prints one row per image: the
-joint classifier's top-k classes and scores, and for a student with a distillation token
-the class head's and the distillation head's top-1.
+``-`` with an exported ``--to kdzoo`` file as CONFIG). A PATH is an image file or a folder
+(every image file under it, recursively, sorted by path); images of any size are brought
+to the model's input size by the config's test pipeline (see ``kdzoo.Predictor``). Prints
+one row per image: the joint classifier's top-k classes and scores, and for a student
+with a distillation token the class head's and the distillation head's top-1.
 """
-import argparse
+from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
 
-from mmengine.config import DictAction
+EXAMPLES = ('kdzoo infer deit_micro_distilled_cifar10 work_dirs/micro/epoch_20.pth cat.jpg '
+            'photos/ --topk 3',
+            'kdzoo infer student.pth - cat.jpg          # a file written by kdzoo export '
+            '--to kdzoo')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Classify images with a kdzoo student')
-    parser.add_argument('config', help='config file path, shipped config name, or a file '
-                        'written by tools/export.py --to kdzoo')
+    parser = tool_parser('Classify images (files or folders, any size) with a trained '
+                         'kdzoo student.', EXAMPLES)
+    add_config_argument(parser, help='a config file, the name of a config shipped with kdzoo '
+                        '(`kdzoo list-configs`), or a file written by kdzoo export --to kdzoo')
     parser.add_argument('checkpoint', help="checkpoint file, or '-' for an exported file")
-    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument('images', nargs='+', metavar='PATH',
+                        help='image files or folders of images (searched recursively)')
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu', 'cuda:0'")
     parser.add_argument('--topk', type=int, default=1, help='classes shown per image')
     parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.topk < 1 or args.batch_size < 1:
         parser.error('--topk and --batch-size must be positive')
@@ -53,15 +60,17 @@ def format_results(images, results, classes, topk):
 def main(argv=None):
     args = parse_args(argv)
     from kdzoo.apis import ConfigError, Predictor, get_model
+    from kdzoo.apis.inference import list_images
     try:
+        images = list_images(args.images)  # before the model is built
         checkpoint = None if args.checkpoint == '-' else args.checkpoint
         model = get_model(args.config, checkpoint, args.device, args.cfg_options)
         predictor = Predictor(model, batch_size=args.batch_size)
-        results = predictor(list(args.images))
-    except (ConfigError, FileNotFoundError, ValueError, TypeError) as e:
+        results = predictor(images)
+    except (ConfigError, OSError, ValueError, TypeError) as e:
         raise SystemExit(f'error: {e}') from None
     topk = min(args.topk, len(results[0]['pred_scores']))
-    print(format_results(args.images, results, predictor.classes, topk))
+    print(format_results(images, results, predictor.classes, topk))
     return results
 
 

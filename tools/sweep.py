@@ -1,28 +1,36 @@
 """Train configs x seeds one after another and summarise them (mean +- std, curves).
 
-    python tools/sweep.py CONFIG [CONFIG ...] --seeds 0 1 2 [--work-dir work_dirs/sweep]
-                          [--cfg-options KEY=VALUE ...] [--metric joint/top1]
+    kdzoo sweep CONFIG [CONFIG ...] --seeds 0 1 2 [--work-dir work_dirs/sweep]
+                [--cfg-options KEY=VALUE ...] [--metric joint/top1]
+
+(``python tools/sweep.py`` in a checkout.) A CONFIG is a config file or the name of a
+shipped config.
 
 Each run works in WORK_DIR/<config name>/seed<k>; a finished run is skipped when the
 command is run again, an interrupted one resumes from its latest checkpoint. Writes
 WORK_DIR/results.md, results.csv and curves.png.
 """
-import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
+from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+
+EXAMPLES = ('kdzoo sweep deit_micro_cifar10 deit_micro_distilled_cifar10 --seeds 0 1 2 '
+            '--work-dir work_dirs/sweep',
+            'kdzoo sweep my_a.py my_b.py --seeds 0 1 --cfg-options train_cfg.max_epochs=10')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train configs x seeds and summarise them')
-    parser.add_argument('configs', nargs='+', metavar='CONFIG',
-                        help='config files or shipped config names')
+    parser = tool_parser('Train configs x seeds one after another and summarise them '
+                         '(mean +- std, curves).', EXAMPLES)
+    add_config_argument(parser, 'configs', nargs='+', metavar='CONFIG')
     parser.add_argument('--seeds', nargs='+', type=int, required=True,
                         help='the seeds of every config (randomness.seed)')
     parser.add_argument('--work-dir', default='work_dirs/sweep',
                         help='the sweep folder (one subfolder per config and seed)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of every run, e.g. train_cfg.max_epochs=10')
+    add_cfg_options(parser, help='override settings of every run; KEY=VALUE as in kdzoo '
+                    'train, e.g. train_cfg.max_epochs=10')
+    parser.add_argument('--allow-unread', action='store_true',
+                        help='run even if a --cfg-options key is read by nothing (warn)')
     parser.add_argument('--metric', default='joint/top1',
                         help='the test metric the table leads with and the curves show')
     return parser.parse_args(argv)
@@ -33,7 +41,7 @@ def main(argv=None):
     from kdzoo.apis import ConfigError, run_sweep
     try:
         _, table = run_sweep(args.configs, args.seeds, args.work_dir, args.cfg_options,
-                             args.metric)
+                             args.metric, allow_unread=args.allow_unread)
     except ConfigError as e:
         raise SystemExit(f'sweep: {e}')
     print('\n' + table)

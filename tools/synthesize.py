@@ -1,8 +1,11 @@
 """Synthesise a data-free training set from a trained teacher (DF-DearKD).
 
-    python tools/synthesize.py CONFIG [--out DIR] [--num-images N] [--work-dir DIR]
-                               [--max-shards K] [--device DEV] [--cfg-options KEY=VALUE ...]
-                               [--launcher none|pytorch|slurm]
+    kdzoo synthesize CONFIG [--out DIR] [--num-images N] [--work-dir DIR]
+                     [--max-shards K] [--device DEV] [--cfg-options KEY=VALUE ...]
+                     [--launcher none|pytorch|slurm]
+
+(``python tools/synthesize.py`` in a checkout.) CONFIG is a config file or the name of a
+shipped config with a ``synthesis`` section.
 
 DeepInversion (Yin et al., CVPR 2020) with the boundary-preserving intra-divergence loss
 of DF-DearKD (Chen et al., "DearKD", CVPR 2022, section 4). The config's ``synthesis``
@@ -11,18 +14,28 @@ images and the batch size; see configs/dearkd/README.md. Images are written as
 OUT/<class>/<shard>_<i>.png, readable by ImageFolderSubset. Several processes (e.g.
 ``torchrun --nproc-per-node 8 tools/synthesize.py CONFIG --launcher pytorch``, or several
 nodes) split the shards; an interrupted run resumes where it stopped when run again.
+On a terminal, bars show the shards and the current shard's iterations (losses, ETA);
+elsewhere (CI, a log file) a log line every tenth of a shard's iterations does.
 """
-import argparse
 import os
 import os.path as osp
 import time
 
-from mmengine.config import DictAction
+from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+
+EXAMPLES = ('kdzoo synthesize df_dearkd_micro_cifar10 --num-images 200',
+            'kdzoo synthesize df_dearkd_micro_cifar10 --cfg-options '
+            '"synthesis.synthesizer.stages=[dict(size=16, iterations=50)]"',
+            'torchrun --nproc-per-node 8 tools/synthesize.py configs/dearkd/df_dearkd_s.py '
+            '--launcher pytorch')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Synthesise images from a teacher')
-    parser.add_argument('config', help='config with a synthesis section')
+    parser = tool_parser('Synthesise a data-free training set from a trained teacher '
+                         '(DF-DearKD).', EXAMPLES)
+    add_config_argument(parser, help='a config with a synthesis section: a file, or the '
+                        'name of a config shipped with kdzoo (`kdzoo list-configs '
+                        "'df_*'`), e.g. df_dearkd_micro_cifar10")
     parser.add_argument('--out', help='output folder (default: synthesis.out)')
     parser.add_argument('--num-images', type=int, help='default: synthesis.num_images')
     parser.add_argument('--work-dir', help='where to write the log (default: '
@@ -32,8 +45,9 @@ def parse_args(argv=None):
                         'jobs; run again to continue)')
     parser.add_argument('--device', help='default: cuda (this process\'s GPU) if available, '
                         'else cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. synthesis.batch_size=50')
+    add_cfg_options(parser, help='override config settings, e.g. synthesis.batch_size=50; '
+                    'dicts as Python literals, e.g. '
+                    '"synthesis.synthesizer.stages=[dict(size=16, iterations=50)]"')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -50,6 +64,7 @@ def main(argv=None):
 
     from kdzoo.apis import ConfigError, class_names, load_config, synthesis_settings
     from kdzoo.compat import finish_distributed, init_distributed
+    from kdzoo.numerics import default_precision, flush_denormals
     from kdzoo.registry import MODELS
     from kdzoo.synthesis import (ShardWriter, balanced_labels, merge_manifests, num_shards,
                                  run_shards, save_grid)
@@ -66,6 +81,14 @@ def main(argv=None):
     distributed = init_distributed(args.launcher)
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    # Subnormals flushed on the CPU; the teacher in bf16 where the synthesizer does not say
+    # (env_cfg.precision; see kdzoo/numerics.py).
+    try:
+        flush_denormals(cfg)
+        if s['synthesizer'].get('bf16') is None:
+            synthesizer.bf16 = default_precision(cfg, device) == 'bf16'
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     os.makedirs(s['work_dir'], exist_ok=True)
     # A fresh logger per run: mmengine keeps instances by name, with their first log file.
     # Appending keeps the record of the runs a resumed synthesis is made of.
@@ -88,7 +111,7 @@ def main(argv=None):
                 f"{total} shards -> {writer.out}")
     start = time.perf_counter()
     written = run_shards(synthesizer, teacher, writer, labels, s['batch_size'], rank, world,
-                         max_shards=args.max_shards, progress=rank == 0)
+                         max_shards=args.max_shards, progress=rank == 0, logger=logger)
     seconds = time.perf_counter() - start
     made = sum(len(labels[i * s['batch_size']:(i + 1) * s['batch_size']]) for i in written)
     rate = f'{made / seconds:.2f} images/s' if made else 'nothing new'

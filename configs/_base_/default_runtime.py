@@ -17,6 +17,10 @@ default_hooks = dict(
 
 env_cfg = dict(
     cudnn_benchmark=False,
+    # bf16 autocast or float32 (training, testing, synthesis): 'fp32', 'bf16' or 'auto' (bf16
+    # on GPUs with bf16 and CPUs with AVX512-BF16/AMX-BF16); --amp/--fp32 override it. The
+    # CPU flushes subnormal floats unless flush_denormal=False (kdzoo/numerics.py).
+    precision='fp32',
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )

@@ -1,26 +1,25 @@
 """A trained student and a few preprocessed batches, for the analysis tools
 (tools/analysis/attention_distance.py, token_similarity.py)."""
-import argparse
 import os.path as osp
 import re
 
 import torch
-from mmengine.config import DictAction
 
 from .model import ConfigError, build_student, load_config
+from .tool_args import add_cfg_options, add_config_argument, tool_parser
 
 
 def analysis_parser(description, default_out):
     """The command line shared by the analysis tools."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('config')
+    parser = tool_parser(description)
+    add_config_argument(parser)
     parser.add_argument('checkpoints', nargs='+')
     parser.add_argument('--out', default=default_out)
     parser.add_argument('--num-batches', type=int, default=4)
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--data-root', help='override the data root of the val data')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_cfg_options(parser)
     return parser
 
 

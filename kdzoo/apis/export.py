@@ -5,9 +5,13 @@ that ``torch.load(f, weights_only=True)`` reads in any process, together with th
 code that loads it. Before the file is put in place, that code is run on it and its logits
 are compared with the kdzoo student's, so a written file always loads as printed.
 """
+import contextlib
+import io
 import json
+import math
 import os
 import os.path as osp
+import pprint
 import tempfile
 
 import torch
@@ -94,16 +98,63 @@ def _data_settings(cfg):
             for k in ('mean', 'std', 'to_rgb') if pre.get(k) is not None}
 
 
-def _crop_pct(cfg):
-    """timm's crop_pct for the config's test pipeline: 1.0 without resizing, crop/edge for
-    ResizeEdge + CenterCrop; None when the pipeline is neither."""
-    from .inference import test_pipeline_cfg
-    steps = {t['type']: t for t in test_pipeline_cfg(cfg)}
-    if not set(steps) - {'LoadImageFromFile', 'PackInputs'}:
-        return 1.0
-    if set(steps) - {'LoadImageFromFile', 'PackInputs'} == {'ResizeEdge', 'CenterCrop'}:
-        return round(steps['CenterCrop']['crop_size'] / steps['ResizeEdge']['scale'], 4)
-    return None
+def _timm_crop_pct(crop, edge):
+    """The shortest crop_pct for which timm's ``floor(crop / crop_pct)`` is ``edge``."""
+    pct = crop / edge
+    for digits in range(4, 18):
+        if math.floor(crop / round(pct, digits)) == edge:
+            return round(pct, digits)
+    while math.floor(crop / pct) < edge:
+        pct = math.nextafter(pct, 0)
+    return pct
+
+
+def inference_pipeline(cfg, net):
+    """The test pipeline that kdzoo's Predictor applies to the student: the config's,
+    completed to bring any image to the student's input size
+    (:func:`~kdzoo.apis.inference.inference_pipeline_cfg`)."""
+    from .inference import inference_pipeline_cfg, input_size_of
+    return inference_pipeline_cfg(cfg, input_size_of(cfg, net))
+
+
+def timm_data_cfg(cfg, net):
+    """timm's preprocessing settings (``pretrained_cfg`` keys that
+    ``timm.data.resolve_data_config`` reads) equivalent to the student's: ``input_size``,
+    ``interpolation``, ``crop_pct`` and ``crop_mode`` from the test pipeline kdzoo's
+    Predictor applies, ``mean`` and ``std`` (0-1 scale) from the data preprocessor.
+
+    ``ResizeEdge`` (short side) + ``CenterCrop`` is timm's 'center' mode with
+    ``crop_pct = crop / edge``; ``Resize`` (+ ``CenterCrop``) its 'squash' mode. A pipeline
+    timm cannot express, or a student trained on BGR images, is a ConfigError."""
+    from .inference import _SIZE_STEPS, input_size_of, step_type
+    data = _data_settings(cfg)
+    if not data.get('to_rgb', False) and 'mean' in data:
+        raise ConfigError('the student takes BGR images (data_preprocessor.to_rgb is not '
+                          'True) but timm feeds RGB; use --to kdzoo or --to mmpretrain')
+    out = {}
+    size = input_size_of(cfg, net)
+    steps = [t for t in inference_pipeline(cfg, net) if step_type(t) in _SIZE_STEPS]
+    kinds = [step_type(t) for t in steps]
+    if size is not None:
+        chans = getattr(getattr(getattr(net, 'patch_embed', None), 'proj', None),
+                        'in_channels', 3)
+        out['input_size'] = (chans, *size)
+        first = steps[0] if steps else {}
+        if kinds == ['ResizeEdge', 'CenterCrop'] and first.get('edge', 'short') == 'short':
+            out.update(crop_pct=_timm_crop_pct(size[0], first['scale']), crop_mode='center')
+        elif kinds in (['Resize'], ['Resize', 'CenterCrop']):
+            scale = first['scale']
+            edge = scale if isinstance(scale, int) else scale[1]  # mmcv's scale is (w, h)
+            out.update(crop_pct=_timm_crop_pct(size[0], edge), crop_mode='squash')
+        else:
+            raise ConfigError(f'the test pipeline resizes with {kinds}, which timm\'s eval '
+                              'transform cannot express (it takes ResizeEdge + CenterCrop or '
+                              'Resize [+ CenterCrop]); use --to kdzoo')
+        out['interpolation'] = first.get('interpolation', 'bilinear')
+    if 'mean' in data:
+        out.update(mean=tuple(float(f'{m / 255:.10g}') for m in data['mean']),
+                   std=tuple(float(f'{s / 255:.10g}') for s in data['std']))
+    return out
 
 
 def _deit_geometry(net):
@@ -122,8 +173,10 @@ _TIMM_DEIT = {'tiny': (192, 3), 'small': (384, 6), 'base': (768, 12)}
 def timm_call(cfg, net, kind, file):
     """Python code that builds the timm model of the student and loads ``file`` into it.
 
-    ``num_classes`` goes into the overlay too: timm drops the classifier of a file whose
-    class count differs from its pretrained config's, and would leave it random."""
+    The overlay carries the student's preprocessing (:func:`timm_data_cfg`), so
+    ``timm.data.resolve_data_config(model=model)`` gives the transform kdzoo applies.
+    ``num_classes`` goes into it too: timm drops the classifier of a file whose class
+    count differs from its pretrained config's, and would leave it random."""
     overlay = dict(file=file, num_classes=net.num_classes)
     if kind == 'deit':
         geo = _deit_geometry(net)
@@ -134,14 +187,6 @@ def timm_call(cfg, net, kind, file):
         defaults = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=dim, depth=12,
                         num_heads=heads, mlp_ratio=4.0, qkv_bias=True, num_classes=1000)
         kwargs = {k: v for k, v in geo.items() if defaults[k] != v}
-        data = _data_settings(cfg)
-        if 'mean' in data:
-            overlay.update(mean=tuple(round(m / 255, 6) for m in data['mean']),
-                           std=tuple(round(s / 255, 6) for s in data['std']))
-        overlay['input_size'] = (geo['in_chans'], geo['img_size'], geo['img_size'])
-        crop = _crop_pct(cfg)
-        if crop is not None:
-            overlay['crop_pct'] = crop
     else:
         student = cfg.model.student
         if isinstance(student, str):
@@ -150,6 +195,7 @@ def timm_call(cfg, net, kind, file):
             kwargs = {k: v for k, v in student.to_dict().items()
                       if k not in ('type', 'model_name', 'pretrained')}
             name = student['model_name']
+    overlay.update(timm_data_cfg(cfg, net))
     args = ''.join(f', {k}={v!r}' for k, v in kwargs.items())
     over = ', '.join(f'{k}={v!r}' for k, v in overlay.items())
     return ('import timm\n'
@@ -201,18 +247,65 @@ def mmpretrain_model_cfg(cfg, net):
                 data_preprocessor=pre)
 
 
+def mmpretrain_pipeline(cfg, net):
+    """The student's test pipeline (:func:`inference_pipeline`) in mmpretrain's
+    transforms; a step mmpretrain does not have is a ConfigError."""
+    from mmpretrain.registry import TRANSFORMS
+
+    from .inference import step_type
+    steps = []
+    for step in inference_pipeline(cfg, net):
+        kind = step_type(step)
+        if str(step['type']).startswith('kdzoo.') or TRANSFORMS.get(kind) is None:
+            raise ConfigError(f"the test pipeline's {step['type']} is not an mmpretrain "
+                              'transform; use --to kdzoo')
+        steps.append(dict(step, type=kind))
+    return steps
+
+
+def mmpretrain_config(cfg, net):
+    """The mmpretrain config of the student: the ImageClassifier (with the data
+    preprocessor) and ``test_dataloader.dataset.pipeline``, which mmpretrain's
+    ``ImageClassificationInferencer`` applies to images of any size."""
+    return dict(model=mmpretrain_model_cfg(cfg, net),
+                test_dataloader=dict(dataset=dict(type='CustomDataset',
+                                                  pipeline=mmpretrain_pipeline(cfg, net))))
+
+
+def mmpretrain_payload(cfg, state, config_name):
+    """The ``--to mmpretrain`` file, in mmpretrain's checkpoint layout: ``state_dict``
+    and ``meta.dataset_meta.classes`` (which ``mmpretrain.apis.get_model`` gives the
+    model, and its inferencer the results)."""
+    from kdzoo.version import __version__
+
+    from .inference import class_names_of
+    classes = class_names_of(cfg)
+    meta = dict(kdzoo_version=__version__, config=config_name)
+    if classes:
+        meta['dataset_meta'] = dict(classes=list(classes))
+    return dict(state_dict=mmpretrain_state(state), meta=meta)
+
+
 def mmpretrain_code(cfg, net, file):
-    model = mmpretrain_model_cfg(cfg, net)
-    return ('import torch\n'
-            'from mmpretrain.models import build_classifier\n'
-            f'cfg = {model!r}\n'
-            'model = build_classifier(cfg).eval()\n'
-            f'model.load_state_dict(torch.load({file!r}, weights_only=True))\n'
-            '# or: mmpretrain.get_model(mmengine.Config(dict(model=cfg)), '
-            f'pretrained={file!r})\n')
+    full = mmpretrain_config(cfg, net)
+    model = pprint.pformat(full['model'], width=88, sort_dicts=False)
+    model = model.replace('\n', '\n' + ' ' * len('model_cfg = '))
+    pipeline = full['test_dataloader']['dataset']['pipeline']
+    steps = ''.join(f'    {step!r},\n' for step in pipeline)
+    return ('from mmengine.config import Config\n'
+            'from mmpretrain.apis import get_model\n'
+            f'model_cfg = {model}\n'
+            f'pipeline = [\n{steps}]\n'
+            'cfg = Config(dict(model=model_cfg, test_dataloader=dict(\n'
+            "    dataset=dict(type='CustomDataset', pipeline=pipeline))))\n"
+            f"model = get_model(cfg, pretrained={file!r}, device='cpu')\n"
+            '# images of any size (paths or BGR arrays), classes from the file:\n'
+            '# from mmpretrain.apis import ImageClassificationInferencer\n'
+            f'# ImageClassificationInferencer(model=cfg, pretrained={file!r})'
+            "('cat.jpg')\n")
 
 
-def kdzoo_code(net, kind, file):
+def kdzoo_code(cfg, net, kind, file):
     code = f'import kdzoo\nmodel = kdzoo.get_model({file!r})\n'
     if kind == 'dearkd':
         from kdzoo.models.students.dearkd import DEARKD_ARCHS
@@ -225,25 +318,31 @@ def kdzoo_code(net, kind, file):
                         qkv_bias=True, num_classes=1000, num_mhca_blocks=8, distilled=True,
                         **DEARKD_ARCHS[arch])
         args = ''.join(f', {k}={v!r}' for k, v in geo.items() if defaults[k] != v)
-        code += ('# or, with timm (kdzoo imported registers the DearKD models):\n'
+        try:
+            data = timm_data_cfg(cfg, net)
+        except ConfigError as e:  # the kdzoo file still holds any student
+            return code + f'# (not loadable with timm alone: {e})\n'
+        over = ', '.join(f'{k}={v!r}' for k, v in dict(file=file, **data).items())
+        code += ('# or, with timm (kdzoo imported registers the DearKD models; the overlay\n'
+                 "# carries the student's preprocessing for timm.data.resolve_data_config):\n"
                  f'# timm.create_model({"dearkd_" + arch!r}{args}, pretrained=True, '
-                 f'pretrained_cfg_overlay=dict(file={file!r}))\n')
+                 f'pretrained_cfg_overlay=dict({over}))\n')
     return code
 
 
-def kdzoo_payload(cfg, state, config_name):
+def kdzoo_payload(cfg, net, state, config_name):
     """The ``--to kdzoo`` file: the student's tensors, and its build config, data
-    preprocessing, test pipeline and class names as JSON strings (weights_only reads
-    them)."""
+    preprocessing, test pipeline (completed for any image size, as the Predictor applies
+    it) and class names as JSON strings (weights_only reads them)."""
     from kdzoo.version import __version__
 
-    from .inference import class_names_of, test_pipeline_cfg
+    from .inference import class_names_of
     student = cfg.model.student
     student = student.to_dict() if hasattr(student, 'to_dict') else student
     return dict(state_dict=state, kdzoo=dict(
         format=KDZOO_FORMAT, version=__version__, config=config_name,
         student=json.dumps(student), data_preprocessor=json.dumps(_data_settings(cfg)),
-        test_pipeline=json.dumps(test_pipeline_cfg(cfg)),
+        test_pipeline=json.dumps(inference_pipeline(cfg, net)),
         classes=json.dumps(class_names_of(cfg))))
 
 
@@ -271,12 +370,14 @@ def export_student(config, checkpoint, to, out, cfg_options=None):
     net = build_trained_student(cfg, checkpoint)
     state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     if to == 'mmpretrain':
-        payload, make_code = mmpretrain_state(state), lambda f: mmpretrain_code(cfg, net, f)
+        payload = mmpretrain_payload(cfg, state, osp.basename(config))
+        make_code = lambda f: mmpretrain_code(cfg, net, f)  # noqa: E731
     elif to == 'timm':
         payload, make_code = state, lambda f: timm_call(cfg, net, kind, f)
     else:
-        payload = kdzoo_payload(cfg, state, osp.basename(config))
-        make_code = lambda f: kdzoo_code(net, kind, f)  # noqa: E731
+        payload = kdzoo_payload(cfg, net, state, osp.basename(config))
+        make_code = lambda f: kdzoo_code(cfg, net, kind, f)  # noqa: E731
+    make_code('')  # settings a layout cannot express are refused before writing
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix='.export-', suffix='.pth')
     os.close(fd)
     try:
@@ -292,8 +393,13 @@ def export_student(config, checkpoint, to, out, cfg_options=None):
 def _check_loads(net, code, mmpretrain):
     """Run the loading code and compare its model's logits with the student's."""
     namespace = {}
-    exec(code, namespace)  # the code that was generated above, not user input
+    # mmengine's load_checkpoint prints 'Loads checkpoint ...' of the temporary file
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(code, namespace)  # the code that was generated above, not user input
     model = namespace['model'].eval()
+    if mmpretrain:  # the printed config's test pipeline builds with its inferencer
+        from mmpretrain.apis import ImageClassificationInferencer
+        ImageClassificationInferencer(model=model)
     size = _input_size(net)
     x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
     diff = (_logits(model, x, mmpretrain) - _logits(net, x)).abs().max().item()

@@ -6,9 +6,12 @@
     result['pred_class'], result['pred_score']
 
 The config's test pipeline is applied (its ``LoadImageFromFile`` for paths; arrays enter
-after it, as in mmpretrain's inferencer) and its data preprocessor normalises the batch.
+after it, as in mmpretrain's inferencer), completed by :func:`inference_pipeline_cfg` so
+that an image of any size reaches the model's input size, and its data preprocessor
+normalises the batch.
 """
 import json
+import os
 import os.path as osp
 
 import numpy as np
@@ -17,6 +20,13 @@ import torch
 from .model import ConfigError, load_config
 
 CHANNEL_ORDERS = ('rgb', 'bgr')
+#: Image files that a folder given to ``tools/infer.py`` contributes (any case).
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff',
+                  '.webp')
+#: Transforms that change the image size; a test pipeline without any is completed.
+_SIZE_STEPS = ('Resize', 'ResizeEdge', 'CenterCrop', 'RandomResize', 'RandomCrop',
+               'RandomResizedCrop', 'EfficientNetCenterCrop', 'EfficientNetRandomCrop',
+               'Pad')
 
 
 def test_pipeline_cfg(cfg):
@@ -33,6 +43,102 @@ def test_pipeline_cfg(cfg):
         raise ConfigError('the config has no test pipeline (test_dataloader.dataset.pipeline,'
                           ' val_dataloader.dataset.pipeline or test_pipeline)')
     return [t.to_dict() if hasattr(t, 'to_dict') else dict(t) for t in pipeline]
+
+
+def step_type(step):
+    """A transform's type without its registry scope ('mmpretrain.ResizeEdge' ->
+    'ResizeEdge')."""
+    return str(step.get('type', '')).rsplit('.', 1)[-1]
+
+
+def _pair(size):
+    """(h, w) of an int or a (h, w) sequence."""
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (
+        int(size[0]), int(size[1]))
+
+
+def input_size_of(cfg, net=None):
+    """The (h, w) that the student takes, or None when nothing fixes it: the network's
+    patch grid (``patch_embed.img_size``), else the crop of the config's test pipeline,
+    else the crop of its training pipeline (``RandomCrop`` / ``RandomResizedCrop``), the
+    size a CNN student was trained at."""
+    pe = getattr(net, 'patch_embed', None)
+    if pe is not None and getattr(pe, 'img_size', None) is not None:
+        return _pair(pe.img_size)
+    pipelines = [test_pipeline_cfg(cfg)]
+    train = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    if train.get('pipeline'):
+        pipelines.append([dict(t) for t in train['pipeline']])
+    for steps in pipelines:
+        for step in reversed(steps):
+            # mmcv's CenterCrop and Resize take (w, h); mmpretrain's RandomCrop and
+            # RandomResizedCrop (h, w)
+            size = step.get('crop_size') or step.get('scale')
+            kind = step_type(step)
+            if not size or kind not in ('CenterCrop', 'Resize', 'RandomCrop',
+                                        'RandomResizedCrop'):
+                continue
+            if kind in ('CenterCrop', 'Resize') and not isinstance(size, int):
+                size = size[::-1]
+            return _pair(size)
+    return None
+
+
+def inference_pipeline_cfg(cfg, input_size=None):
+    """The test pipeline that brings an image of any size to ``input_size`` (h, w).
+
+    A pipeline that already resizes or crops is kept as it is (ImageNet's: the short side
+    to ``crop / crop_pct``, then a centre crop). One that does not (CIFAR's
+    ``[LoadImageFromFile, PackInputs]``) gets, after its loader, the short side resized to
+    the input size and a centre crop of the input size (timm's eval transform with
+    ``crop_pct=1.0``: an image of another aspect ratio loses its borders, not its shape),
+    or a plain resize for a non-square input size; bicubic, with Pillow, as timm does.
+    An image already at the input size passes through unchanged, so it is classified
+    exactly as without these steps. A ``ResizeEdge`` on the short side with no crop after
+    it gets the centre crop. Without a known input size the pipeline is kept.
+    """
+    steps = test_pipeline_cfg(cfg)
+    if input_size is None:
+        return steps
+    h, w = input_size
+    kinds = [step_type(t) for t in steps]
+    if not set(kinds) & set(_SIZE_STEPS):
+        if h == w:
+            added = [dict(type='ResizeEdge', scale=h, edge='short', backend='pillow',
+                          interpolation='bicubic'),
+                     dict(type='CenterCrop', crop_size=h)]
+        else:
+            added = [dict(type='Resize', scale=(w, h), backend='pillow',
+                          interpolation='bicubic')]
+        at = 1 if kinds and kinds[0] == 'LoadImageFromFile' else 0
+        return steps[:at] + added + steps[at:]
+    last = max(i for i, k in enumerate(kinds) if k in _SIZE_STEPS)
+    if kinds[last] == 'ResizeEdge' and steps[last].get('edge', 'short') == 'short':
+        crop = h if h == w else [w, h]  # mmcv's CenterCrop crop_size is (w, h)
+        return steps[:last + 1] + [dict(type='CenterCrop', crop_size=crop)] + steps[last + 1:]
+    return steps
+
+
+def list_images(paths):
+    """Image files of ``paths``: a file as given, a folder as every image file under it
+    (recursively, extensions :data:`IMG_EXTENSIONS`, sorted). A path that does not exist,
+    or a folder without images, is an error before any work."""
+    files = []
+    for path in paths:
+        path = os.fspath(path)
+        if osp.isdir(path):
+            found = sorted(osp.join(root, f) for root, _, names in os.walk(path)
+                           for f in names if f.lower().endswith(IMG_EXTENSIONS))
+            if not found:
+                raise FileNotFoundError(f'folder {path!r} holds no image files '
+                                        f'({", ".join(IMG_EXTENSIONS)})')
+            files.extend(found)
+        elif osp.isfile(path):
+            files.append(path)
+        else:
+            raise FileNotFoundError(f'{path!r} does not exist (give image files or folders '
+                                    'of images)')
+    return files
 
 
 def class_names_of(cfg):
@@ -64,13 +170,15 @@ def _exported(path):
     return ckpt if isinstance(ckpt, dict) and isinstance(ckpt.get('kdzoo'), dict) else None
 
 
-def get_model(model, checkpoint=None, device='cpu', cfg_options=None):
+def get_model(model, checkpoint=None, device='cpu', cfg_options=None, random_init=False):
     """The student network of a config (a path, a shipped config name or a Config) with
     the weights of ``checkpoint`` (loaded strictly), in eval mode on ``device``; or the
     student of a ``tools/export.py --to kdzoo`` file, given alone.
 
-    The network carries ``_config`` (for the test pipeline and data preprocessing) and
-    ``dataset_meta`` (``classes``), as mmpretrain's models do.
+    A config names no weights of its own, so without a checkpoint the student would be
+    random: that takes ``random_init=True``, asked for on purpose (tests, cost
+    measurements). The network carries ``_config`` (for the test pipeline and data
+    preprocessing) and ``dataset_meta`` (``classes``), as mmpretrain's models do.
     """
     import kdzoo  # noqa: F401
     from mmengine.config import Config
@@ -82,9 +190,9 @@ def get_model(model, checkpoint=None, device='cpu', cfg_options=None):
         if entry is None:
             raise ConfigError(f'{model} is neither a config nor a file written by '
                               'tools/export.py --to kdzoo; give a config and the checkpoint')
-        if checkpoint is not None or cfg_options:
+        if checkpoint is not None or cfg_options or random_init:
             raise ConfigError('an exported file holds its weights and settings; give no '
-                              'checkpoint or cfg_options with it')
+                              'checkpoint, cfg_options or random_init with it')
         meta = entry['kdzoo']
         cfg = Config(dict(model=dict(student=json.loads(meta['student'])),
                           data_preprocessor=json.loads(meta['data_preprocessor']),
@@ -92,12 +200,29 @@ def get_model(model, checkpoint=None, device='cpu', cfg_options=None):
                           classes=json.loads(meta['classes'])))
         checkpoint = model
     else:
+        name = model if isinstance(model, str) else 'the config'
+        if checkpoint is not None and random_init:
+            raise ConfigError(f'{name}: checkpoint and random_init exclude each other; give '
+                              'one of checkpoint= or random_init=True')
+        if checkpoint is None and not random_init:
+            raise ConfigError(
+                f'{name} names no weights, so the student would be randomly initialised. '
+                'Give checkpoint= a file written by tools/train.py (or pass a file written '
+                'by tools/export.py --to kdzoo alone); or random_init=True for a random '
+                'student on purpose')
         cfg = load_config(model if isinstance(model, Config) else find_config(model),
                           cfg_options)
     net = build_student(cfg, checkpoint, device)
     net._config = cfg
     net.dataset_meta = dict(classes=class_names_of(cfg))
     return net
+
+
+def _readable_image(path):
+    """Whether OpenCV (mmcv's default decoder) recognises the file as an image, from its
+    first bytes."""
+    import cv2
+    return cv2.haveImageReader(path)
 
 
 class Predictor:
@@ -110,11 +235,16 @@ class Predictor:
         channel_order: of numpy inputs, 'rgb' (PIL, imageio, matplotlib) or 'bgr'
             (OpenCV); image files are read by the pipeline's loader.
 
-    Calling it with one image or a list returns one dict per image: ``pred_label``,
-    ``pred_class`` (None when the config names no classes), ``pred_score`` and
-    ``pred_scores`` (softmax of the joint classifier, the mean of the class and
-    distillation logits for a student with a distillation token), and for such a student
-    ``cls_scores`` and ``dist_scores`` (softmax of each head).
+    Images may have any size: the pipeline is :func:`inference_pipeline_cfg` of the
+    config for the model's input size (a config that resizes keeps its own steps; CIFAR's,
+    which does not, resizes the short side to the input size and crops the centre; an
+    image at the input size is unchanged).
+
+    Calling it with one image (a path or an HxWx3 uint8 array) or a list of them returns
+    one dict per image: ``pred_label``, ``pred_class`` (None when the config names no
+    classes), ``pred_score`` and ``pred_scores`` (softmax of the joint classifier, the mean
+    of the class and distillation logits for a student with a distillation token), and
+    for such a student ``cls_scores`` and ``dist_scores`` (softmax of each head).
     """
 
     def __init__(self, model, checkpoint=None, device='cpu', batch_size=32,
@@ -134,6 +264,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.channel_order = channel_order
         self.classes = model.dataset_meta.get('classes')
+        self.input_size = input_size_of(model._config, model)
         self._build_data(model._config)
 
     def _build_data(self, cfg):
@@ -141,7 +272,8 @@ class Predictor:
         from mmengine.registry import DefaultScope
 
         from kdzoo.registry import MODELS, TRANSFORMS
-        steps = test_pipeline_cfg(cfg)
+        steps = inference_pipeline_cfg(cfg, self.input_size)
+        self.pipeline_cfg = steps
         if not steps or steps[0]['type'] not in ('LoadImageFromFile',
                                                  'mmpretrain.LoadImageFromFile'):
             raise ConfigError('the test pipeline does not start with LoadImageFromFile')
@@ -156,12 +288,26 @@ class Predictor:
         self.preprocessor.to(device)
 
     def _check(self, inputs):
-        single = isinstance(inputs, (str, np.ndarray))
+        accepted = 'an image path, an HxWx3 uint8 array, or a list of those'
+        single = isinstance(inputs, (str, os.PathLike, np.ndarray))
+        if not single and not isinstance(inputs, (list, tuple)):
+            raise TypeError(f'inputs must be {accepted}; got {type(inputs).__name__}')
         items = [inputs] if single else list(inputs)
+        if not items:
+            raise ValueError(f'no inputs given; pass {accepted}')
         for i, item in enumerate(items):
+            if isinstance(item, os.PathLike):
+                items[i] = item = os.fspath(item)
             if isinstance(item, str):
+                if osp.isdir(item):
+                    raise IsADirectoryError(
+                        f'input {i}: {item!r} is a folder; pass its image files '
+                        '(kdzoo.apis.inference.list_images(folders) lists them)')
                 if not osp.isfile(item):
                     raise FileNotFoundError(f'image {item!r} does not exist')
+                if not _readable_image(item):
+                    raise ValueError(f'input {i}: {item!r} is not an image file (JPEG, PNG, '
+                                     'BMP, TIFF, WebP, ...)')
             elif isinstance(item, np.ndarray):
                 if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
                     raise ValueError(f'input {i}: an HxWx3 uint8 array was expected, got '
@@ -213,7 +359,7 @@ class Predictor:
 
 def inference_model(model, inputs, checkpoint=None, device='cpu', batch_size=32,
                     channel_order='rgb'):
-    """Classify one image (a dict) or a list of images (a list of dicts) with ``model``
-    (a network from :func:`get_model`, or a config with ``checkpoint``); see
-    :class:`Predictor` for the inputs and the keys."""
+    """Classify one image (a dict) or a list of images (a list of dicts) of any size with
+    ``model`` (a network from :func:`get_model`, or a config with ``checkpoint``); see
+    :class:`Predictor` for the inputs, the resizing and the keys."""
     return Predictor(model, checkpoint, device, batch_size, channel_order)(inputs)

@@ -32,8 +32,10 @@ def build_model(cfg, teacher_weights=True, device='cpu'):
     import kdzoo  # noqa: F401  (registries, compatibility fixes)
     from mmengine.registry import DefaultScope
 
+    from kdzoo.numerics import flush_denormals
     from kdzoo.registry import MODELS
     cfg = load_config(cfg)
+    flush_denormals(cfg)  # subnormal floats flushed on the CPU: see kdzoo/numerics.py
     model_cfg = cfg.model.copy()
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if not teacher_weights and model_cfg.get('teacher') is not None:

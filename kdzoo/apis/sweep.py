@@ -23,9 +23,13 @@ from .model import ConfigError, load_config
 MARKER = 'result.json'
 
 
-def plan_sweep(configs, seeds, cfg_options=None):
+def plan_sweep(configs, seeds, cfg_options=None, allow_unread=False, log=None):
     """[(name, config path)] for ``configs`` (paths or shipped config names), after
-    checking every argument; raises ConfigError before any work."""
+    checking every argument and that every image folder the runs read exists; raises
+    ConfigError before any work.
+
+    A ``cfg_options`` key that nothing reads in one of the configs (a typo, or a variable
+    of the config file) is an error too, or with ``allow_unread`` a line to ``log``."""
     if not configs:
         raise ConfigError('a sweep needs at least one config')
     if seeds is None or len(seeds) == 0:
@@ -47,6 +51,21 @@ def plan_sweep(configs, seeds, cfg_options=None):
             raise ConfigError(f'two configs are named {name!r} ({path} and '
                               f'{dict(plan)[name]}); their runs would share a folder')
         plan.append((name, path))
+    if cfg_options:
+        from mmengine.config import Config
+
+        from kdzoo.engine.config_check import unread_error, unread_options
+        for name, path in plan:
+            unread = unread_options(Config.fromfile(path), cfg_options)
+            if unread and not allow_unread:
+                raise ConfigError(f'{name}: {unread_error(unread)}')
+            for note in unread:
+                (log or _print)(f'{name}: warning: {note}')
+    from .data import missing_data
+    for name, path in plan:
+        missing = missing_data(load_config(path, cfg_options))
+        if missing:
+            raise ConfigError(f'{name}: ' + f'\n{name}: '.join(missing))
     return plan
 
 
@@ -96,7 +115,8 @@ def train_and_test(cfg):
     return {k: float(v) for k, v in metrics.items()}, latest
 
 
-def run_sweep(configs, seeds, work_dir, cfg_options=None, metric='joint/top1', log=None):
+def run_sweep(configs, seeds, work_dir, cfg_options=None, metric='joint/top1', log=None,
+              allow_unread=False):
     """Train every config with every seed, one run after another, then write
     ``WORK_DIR/results.md``, ``results.csv`` and ``curves.png``.
 
@@ -107,13 +127,15 @@ def run_sweep(configs, seeds, work_dir, cfg_options=None, metric='joint/top1', l
         cfg_options: ``--cfg-options``-style overrides for every run.
         metric: the test metric the table leads with and the curves show.
         log: where the one line per run goes (default: printed at once).
+        allow_unread: run even if a ``cfg_options`` key is read by nothing (logged);
+            by default that stops the sweep before any run.
 
     A run that fails stops the sweep with its error. Returns the per-config summary rows
     of :func:`kdzoo.apis.sweep_report.summarise` and the markdown table.
     """
     from .sweep_report import write_report
     log = log or _print
-    plan = plan_sweep(configs, list(seeds), cfg_options)
+    plan = plan_sweep(configs, list(seeds), cfg_options, allow_unread, log)
     records = []
     runs = [(name, path, seed) for name, path in plan for seed in seeds]
     for i, (name, path, seed) in enumerate(runs, 1):

@@ -1,12 +1,19 @@
-"""Checks of a config's top-level keys against what reads them.
+"""Checks of a config before a run, and what kdzoo's Runner settles in it.
 
 mmengine's ``Config.merge_from_dict`` accepts any key, so ``--cfg-options max_epoch=3``
-(for ``train_cfg.max_epochs``) adds a top-level key that nothing reads and the run goes on
-with the configured schedule. :func:`unread_options` names such keys, with the closest key
-that is read (at the top level or nested, e.g. ``train_cfg.max_epochs``).
+(for ``train_cfg.max_epochs``) adds a top-level key that nothing reads and the run would
+go on with the configured schedule. :func:`unread_options` names such keys, with the
+closest key that is read (at the top level or nested, e.g. ``train_cfg.max_epochs``); the
+tools stop on them unless ``--allow-unread``.
+
+:func:`prepare_config` (called by kdzoo's ``Runner.from_cfg``) removes kdzoo's keyed
+default hooks set to None, which mmengine refuses, and keeps the stage switch that was set
+last when a merge left several (:func:`resolve_stage_switch`).
 """
+import copy
 import difflib
 import inspect
+import os.path as osp
 
 from mmengine.runner import Runner as MMRunner
 
@@ -89,3 +96,168 @@ def unread_options(cfg, options):
         notes.append(f'--cfg-options {option}: {why}, so this changes nothing'
                      + (f'; did you mean {" or ".join(hint)}?' if hint else ''))
     return notes
+
+
+def unread_error(notes):
+    """The error of :func:`unread_options`' notes when the run may not go on: one line per
+    key, then the flag that runs anyway."""
+    return '\n'.join(notes) + ('\n(--allow-unread runs anyway, with this as a warning in '
+                               'the log)')
+
+
+# ----- default hooks set to None --------------------------------------------------------------
+#: The keyed default hooks of mmengine 0.10.7 (``Runner.register_default_hooks``): a None
+#: there removes mmengine's own default; for any other key mmengine raises a bare
+#: AssertionError.
+MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger',
+                          'param_scheduler', 'checkpoint')
+
+
+def drop_none_hooks(default_hooks):
+    """``default_hooks`` without the None entries that mmengine would refuse.
+
+    kdzoo's runtime keys its own hooks (``progress_bar``, ``data_check``, and
+    ``distill_stage`` in configs with stages) so that a child config or
+    ``--cfg-options default_hooks.progress_bar=None`` removes them, as mmengine lets None
+    remove its own keyed hooks (those entries are kept: mmengine pops them itself, and
+    leaving them out would bring mmengine's default back).
+    """
+    if not isinstance(default_hooks, dict):
+        return default_hooks
+    return type(default_hooks)({k: v for k, v in default_hooks.items()
+                                if v is not None or k in MMENGINE_DEFAULT_HOOKS})
+
+
+# ----- the stage switch: the key set last wins ------------------------------------------------
+#: DistillStageHook's exclusive ways to say when distillation stops.
+SWITCH_KEYS = ('switch_epoch', 'switch_iter', 'switch_ratio', 'schedule')
+
+
+def _own_stage_switch(path):
+    """What the text of the config file ``path`` itself (not its bases) sets in
+    ``default_hooks.distill_stage``: ``None`` when it does not touch it, ``'removed'``
+    for ``distill_stage=None``, else the tuple of switch keys it names (empty for a
+    dict that names none, e.g. only ``by_epoch``); ``'unknown'`` when the value is not
+    written as a ``dict(...)`` or ``{...}`` literal."""
+    import ast
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    hooks = None
+    for node in tree.body:  # the last assignment is the one that counts
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == 'default_hooks' for t in node.targets):
+            hooks = node.value
+    if hooks is None:
+        return None
+    entries = _literal_items(hooks)
+    if entries is None:
+        return 'unknown'
+    stage = entries.get('distill_stage')
+    if stage is None:
+        return None
+    if isinstance(stage, ast.Constant) and stage.value is None:
+        return 'removed'
+    items = _literal_items(stage)
+    if items is None:
+        return 'unknown'
+    return tuple(k for k in items if k in SWITCH_KEYS
+                 and not (isinstance(items[k], ast.Constant) and items[k].value is None))
+
+
+def _literal_items(node):
+    """{key: value node} of a ``dict(k=v, ...)`` call or a ``{'k': v}`` literal with
+    string keys; None for anything else."""
+    import ast
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == 'dict' and not node.args and \
+            all(k.arg is not None for k in node.keywords):
+        return {k.arg: k.value for k in node.keywords}
+    if isinstance(node, ast.Dict) and all(isinstance(k, ast.Constant) and
+                                          isinstance(k.value, str) for k in node.keys):
+        return {k.value: v for k, v in zip(node.keys, node.values)}
+    return None
+
+
+def last_switch_key(path):
+    """The switch key that the config file ``path`` and its bases set last, in mmengine's
+    merge order (each file's bases, in their order, before the file's own text); None when
+    none is set or it cannot be told (a value that is not a literal dict, two switch keys
+    in one file's text)."""
+    from mmengine.config import Config
+    last = None
+
+    def walk(file):
+        nonlocal last
+        for base in Config._get_base_files(file):
+            walk(Config._get_cfg_path(base, file)[0])
+        own = _own_stage_switch(file)
+        if own in ('unknown', 'removed'):
+            last = own
+        elif own is not None and len(own) > 1:
+            last = 'unknown'
+        elif own:
+            last = own[0]
+
+    try:
+        walk(osp.abspath(path))
+    except Exception:  # a base mmengine cannot find either fails the config's loading
+        return None
+    return last if last in SWITCH_KEYS else None
+
+
+def resolve_stage_switch(cfg):
+    """Keep one switch key of ``default_hooks.distill_stage``: the one set last.
+
+    mmengine merges a child config's dicts into its base's, so a child of a DearKD config
+    that says ``default_hooks = dict(distill_stage=dict(type='DistillStageHook',
+    switch_epoch=250))`` inherits the base's ``switch_ratio`` too, and ``--cfg-options
+    default_hooks.distill_stage.switch_epoch=1`` does the same; the hook takes exactly one
+    switch. The rule here: the switch key set last wins, and the other switch keys are
+    dropped. Last means, in this order, the ``--cfg-options`` (a switch key whose value
+    differs from the config file's, or that the file does not have) and then the config
+    files in mmengine's merge order (a file after its bases), read from their text. When
+    that cannot be told (no file, a key set twice at the same level, a non-literal
+    value), the config is left as it is and the hook names the keys.
+
+    Returns ``cfg`` itself when there is nothing to resolve, else a changed copy.
+    """
+    hooks = cfg.get('default_hooks')
+    stage = hooks.get('distill_stage') if isinstance(hooks, dict) else None
+    if not isinstance(stage, dict):
+        return cfg
+    present = [k for k in SWITCH_KEYS if stage.get(k) is not None]
+    if len(present) < 2:
+        return cfg
+    filename = getattr(cfg, 'filename', None)
+    if not filename or not osp.isfile(filename):
+        return cfg
+    from mmengine.config import Config
+    file_hooks = Config.fromfile(filename).get('default_hooks') or {}
+    file_stage = file_hooks.get('distill_stage') or {}
+    by_option = [k for k in present if k not in file_stage or file_stage[k] != stage[k]]
+    if len(by_option) == 1:
+        winner = by_option[0]
+    elif not by_option:
+        winner = last_switch_key(filename)
+    else:
+        winner = None
+    if winner not in present:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for key in present:
+        if key != winner:
+            cfg.default_hooks.distill_stage.pop(key)
+    return cfg
+
+
+def prepare_config(cfg):
+    """What kdzoo's Runner does to a config before mmengine builds from it (train, test and
+    sweeps): default hooks set to None removed (:func:`drop_none_hooks`) and one stage
+    switch (:func:`resolve_stage_switch`). Returns ``cfg``, or a changed copy."""
+    cfg = resolve_stage_switch(cfg)
+    hooks = cfg.get('default_hooks')
+    kept = drop_none_hooks(hooks)
+    if isinstance(hooks, dict) and len(kept) != len(hooks):
+        cfg = copy.deepcopy(cfg)
+        cfg['default_hooks'] = drop_none_hooks(cfg['default_hooks'])
+    return cfg

@@ -12,9 +12,11 @@ from mmengine.runner import Runner as MMRunner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from kdzoo.compat import quiet_mmengine_notices
-from kdzoo.models.checkpoint import (fit_state_dict, is_url, read_checkpoint,
-                                     resolve_checkpoint)
+from kdzoo.models.checkpoint import (EXPORT_LAYOUTS, exported_layout, fit_state_dict,
+                                     is_url, read_checkpoint, resolve_checkpoint)
+from kdzoo.numerics import flush_denormals
 from .atomic_checkpoint import latest_checkpoint, read_pointer, save_atomic
+from .config_check import prepare_config
 from .data_check_hook import check_schedule
 
 
@@ -48,11 +50,20 @@ class Runner(MMRunner):
     the student present and no unexpected key, where mmengine would load what matches and
     train the rest from random weights. A file cut short or of another kind, or another
     model's checkpoint, stops the run with an error that names the file, before any step
-    (and, on resume, before mmengine's "different number of parameter groups").
+    (and, on resume, before mmengine's "different number of parameter groups"). A student
+    written by tools/export.py is named as such, with the way this config takes it.
     """
+
+    @classmethod
+    def from_cfg(cls, cfg):
+        """mmengine's, on :func:`~kdzoo.engine.config_check.prepare_config` of ``cfg``
+        (kdzoo's keyed default hooks set to None removed, one stage switch)."""
+        return super().from_cfg(prepare_config(cfg))
 
     def setup_env(self, env_cfg):
         super().setup_env(env_cfg)
+        # Subnormal floats flushed on the CPU (why, and the switch: kdzoo/numerics.py).
+        self.flush_denormal = flush_denormals(env_cfg)
         suffix = torch.tensor(0)
         if self.rank == 0:
             while osp.exists(osp.join(self.work_dir, self._suffixed(int(suffix)))):
@@ -66,6 +77,8 @@ class Runner(MMRunner):
     def build_logger(self, *args, **kwargs):
         logger = super().build_logger(*args, **kwargs)
         quiet_mmengine_notices(logger)
+        logger.info('subnormal floats flushed to zero: '
+                    f"{getattr(self, 'flush_denormal', False)}")
         return logger
 
     def build_train_loop(self, loop):
@@ -117,8 +130,11 @@ class Runner(MMRunner):
         if not isinstance(checkpoint, dict):
             raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a checkpoint '
                              'dict; a kdzoo/mmengine checkpoint (.pth) was expected')
-        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
+        layout = exported_layout(checkpoint, self._student_keys(model))
+        if layout is not None:
+            raise ValueError(self._exported_message(path, layout, model))
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         state = checkpoint.get('state_dict', checkpoint)
         if isinstance(state, dict):
             metadata = getattr(state, '_metadata', None)  # module versions, kept for loading
@@ -137,6 +153,59 @@ class Runner(MMRunner):
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {path} (every student key matched)')
         return checkpoint
+
+    @staticmethod
+    def _student_keys(model):
+        """The student's state dict keys, without the ``student.`` prefix."""
+        return [k[len('student.'):].replace('_orig_mod.', '')
+                for k in model.state_dict() if k.startswith('student.')]
+
+    def _pretrained_option(self, file, model):
+        """How this config's student starts from the weights in ``file`` (the options of
+        tools/train.py), or None when its config takes no weights file."""
+        from kdzoo.apis.export import student_kind
+        try:
+            kind, student = student_kind(self.cfg), self.cfg.model.get('student')
+        except (AttributeError, KeyError, TypeError):
+            return None
+        if kind in ('deit', 'dearkd'):
+            return f'--cfg-options model.student.pretrained={file}'
+        if kind != 'timm':
+            return None
+        # timm reads a file through the pretrained config's overlay; without the class
+        # count there it would drop the classifier of a file with another count.
+        classes = getattr(getattr(model, 'student', None), 'num_classes', None)
+        if isinstance(student, str):
+            return (f"the student dict(type='TimmModel', model_name="
+                    f"{student.split(':', 1)[1]!r}, pretrained=True, pretrained_cfg_overlay="
+                    f'dict(file={file!r}, num_classes={classes}))')
+        return ('--cfg-options model.student.pretrained=True '
+                f'model.student.pretrained_cfg_overlay.file={file} '
+                f'model.student.pretrained_cfg_overlay.num_classes={classes}')
+
+    def _exported_message(self, path, layout, model):
+        """Why a file of tools/export.py cannot be resumed or loaded with ``load_from``,
+        and the way this config's student takes it."""
+        what = (f'checkpoint {path} is an exported student ({EXPORT_LAYOUTS[layout]}), not '
+                'a training checkpoint')
+        no_option = 'this config\'s student takes no pretrained weights file'
+        if layout == 'mmpretrain':
+            use = self._pretrained_option('NEW_FILE', model)
+            way = ('it loads with mmpretrain (mmpretrain.apis.get_model with the config that '
+                   'tools/export.py printed), not into a kdzoo student; to train from these '
+                   'weights, export the training checkpoint again with --to kdzoo --out '
+                   'NEW_FILE and use ' + (use or f'kdzoo.get_model(NEW_FILE) ({no_option})'))
+            return f'{what}: {way}'
+        use = self._pretrained_option(path, model)
+        if use:
+            way = f'use it with {use}' + (
+                f' to train from it, or kdzoo.get_model({path!r}) for inference'
+                if layout == 'kdzoo' else '')
+        elif layout == 'kdzoo':
+            way = f'use it with kdzoo.get_model({path!r}) ({no_option})'
+        else:
+            way = f'load it into the network with load_state_dict ({no_option})'
+        return f'{what}: {way}'
 
     # Checkpoints that survive a kill at any moment (see kdzoo/engine/atomic_checkpoint.py
     # and AtomicCheckpointHook, which writes the last_checkpoint pointer).
@@ -164,10 +233,23 @@ class Runner(MMRunner):
     def load_or_resume(self):
         """An automatic resume (``--resume`` without a path) takes the latest complete
         checkpoint of the work dir, also when the process that wrote it was killed
-        before updating ``last_checkpoint`` (mmengine trusts the pointer alone)."""
+        before updating ``last_checkpoint`` (mmengine trusts the pointer alone). A work
+        dir without any checkpoint trains from scratch, as in mmengine, and says so."""
         if self._resume and self._load_from is None and not self._has_loaded:
             latest = latest_checkpoint(self.work_dir)
             pointed = read_pointer(self.work_dir)
+            if latest is None and pointed is None:
+                # mmengine's convention (a re-run or sweep resumes where it can), without
+                # its "Auto resumed from the latest checkpoint None".
+                self.logger.info(f'no checkpoint in {self.work_dir} to resume; training '
+                                 'from scratch')
+                return None
+            if latest is None:
+                raise FileNotFoundError(
+                    f'{osp.join(self.work_dir, "last_checkpoint")} names {pointed}, which is '
+                    'missing or incomplete, and the work dir holds no other complete '
+                    'checkpoint; give --resume a checkpoint file, or delete last_checkpoint '
+                    'to train from scratch')
             if latest is not None and latest != pointed:
                 self.logger.warning(
                     f'last_checkpoint names {pointed}, which is missing, cut short or '

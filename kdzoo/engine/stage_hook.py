@@ -84,6 +84,12 @@ class DistillStageHook(Hook):
     connectors keep their place in the optimizer and get a zero gradient, so DDP needs no
     search for unused parameters.
 
+    A config that inherits a switch and names another one (a child of a DearKD config
+    with ``switch_epoch=250`` under a base's ``switch_ratio``, or ``--cfg-options
+    default_hooks.distill_stage.switch_epoch=1``) gets both from mmengine's merge; kdzoo's
+    Runner keeps the one set last (the option, else the file read last), see
+    :func:`kdzoo.engine.config_check.resolve_stage_switch`.
+
     Args:
         switch_epoch, switch_iter, switch_ratio: the switch of all terms (one of them, or
             a schedule).
@@ -100,8 +106,11 @@ class DistillStageHook(Hook):
                                 ('switch_iter', switch_iter), ('schedule', schedule))
                  if v is not None]
         if len(given) != 1:
-            raise ValueError(f'give exactly one of switch_epoch, switch_ratio, switch_iter '
-                             f'and schedule; got {given or "none"}')
+            raise ValueError(f'DistillStageHook takes exactly one of switch_epoch, '
+                             f'switch_ratio, switch_iter and schedule; got {given or "none"}'
+                             + ('' if not given else
+                                ' (a config replaces an inherited one with dict(_delete_=True, '
+                                f"type='DistillStageHook', {given[-1]}=...))"))
         for name, value in (('switch_epoch', switch_epoch), ('switch_iter', switch_iter)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f'{name} must be an integer >= 0, got {value!r}')

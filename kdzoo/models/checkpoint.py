@@ -1,10 +1,11 @@
 """Reading network weights from checkpoints of kdzoo, mmengine, timm, torchvision or DeiT."""
 import os
 import os.path as osp
+import socket
 from urllib.parse import urlparse
 
 import torch
-from mmengine.dist import barrier, get_dist_info, get_local_rank
+import torch.distributed as dist
 from mmengine.logging import print_log
 
 #: URL schemes a checkpoint may be given with; such a file is fetched into torch.hub's cache.
@@ -23,8 +24,9 @@ def download_checkpoint(url, check_hash=True):
     torch.hub's convention applies: a file name ``NAME-<hex>.EXT`` carries the first digits
     of the file's SHA-256, checked on download (``check_hash``); a mismatch raises a
     RuntimeError naming the URL and nothing is kept. As in torch.hub, the cached copy is
-    found by its file name. In a distributed run the first process of each node downloads
-    while the others wait.
+    found by its file name. In a distributed run every process must call it (it is a
+    collective): one process per node and cache folder downloads while the others wait
+    (see :func:`_download_once_per_node`).
     """
     if not is_url(url):
         raise ValueError(f'{url!r} is not a URL; checkpoints may be URLs with the schemes '
@@ -33,12 +35,53 @@ def download_checkpoint(url, check_hash=True):
     if not filename:
         raise ValueError(f'checkpoint URL {url!r} names no file')
     cached = osp.join(torch.hub.get_dir(), 'checkpoints', filename)
-    if get_dist_info()[1] > 1:
-        # One download per node: the other processes wait, then find the cached copy.
-        if get_local_rank() == 0:
-            _download(url, cached, check_hash)
-        barrier()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        _download_once_per_node(url, cached, check_hash)
     return _download(url, cached, check_hash)
+
+
+def _download_once_per_node(url, cached, check_hash):
+    """Download ``url`` to ``cached`` in the first process of each group of processes that
+    share that cache (same host, same cache path), while the others wait.
+
+    The groups are found from the processes themselves (host name and cache path of every
+    rank, gathered), not from a launcher's numbering: nodes may run different numbers of
+    processes, several launchers may share a machine, and ``TORCH_HOME`` may differ between
+    processes. Every process then learns every downloader's outcome, so a failed download
+    stops all processes with an error that names the rank, the host and the reason,
+    instead of leaving the others waiting at a barrier (a download that stalls holds them
+    up to the process group's timeout). Rank 0 logs who downloaded.
+    """
+    key = (socket.gethostname(), osp.realpath(cached))
+    keys = [None] * dist.get_world_size()
+    dist.all_gather_object(keys, key)
+    rank = dist.get_rank()
+    # Per rank: None (waited), ('cached',), ('downloaded',) or ('failed', is_oserror, why).
+    error = outcome = None
+    if keys.index(key) == rank:
+        outcome = ('cached',) if osp.isfile(cached) else ('downloaded',)
+        try:
+            _download(url, cached, check_hash)
+        except Exception as e:  # every process must hear of it, whatever it is
+            error, outcome = e, ('failed', isinstance(e, OSError), f'{type(e).__name__}: {e}')
+    outcomes = [None] * len(keys)
+    dist.all_gather_object(outcomes, outcome)
+    if error is not None:
+        raise error
+    failed = [r for r, o in enumerate(outcomes) if o is not None and o[0] == 'failed']
+    if failed:
+        # The downloader's kind of error (OSError: cannot download; RuntimeError: a
+        # damaged file), so callers that handle one handle it on every rank alike.
+        r = failed[0]
+        kind = OSError if outcomes[r][1] else RuntimeError
+        raise kind(f'checkpoint {url}: the download failed on rank {r} (host {keys[r][0]}), '
+                   f'so rank {rank} stops too; {outcomes[r][2]}')
+    if rank == 0:
+        downloaders = [r for r, o in enumerate(outcomes) if o == ('downloaded',)]
+        if downloaders:
+            print_log(f'{url}: downloaded once per host and cache folder, by rank(s) '
+                      f'{downloaders}; {len(keys) - len(downloaders)} other process(es) '
+                      'use that copy', logger='current')
 
 
 def _download(url, cached, check_hash):
@@ -108,6 +151,45 @@ def _unreadable(path, error):
     return ValueError(f'{path} is not a readable checkpoint ({first}); a torch checkpoint '
                       '(.pth, as torch.save writes it) was expected: is the file cut short '
                       'or of another kind?')
+
+
+#: What tools/export.py writes for each ``--to``, as error messages describe it.
+EXPORT_LAYOUTS = {
+    'kdzoo': 'tools/export.py --to kdzoo: state_dict and the student\'s build settings',
+    'timm': "the student's tensors alone, as tools/export.py --to timm writes them",
+    'mmpretrain': "tools/export.py --to mmpretrain: mmpretrain ImageClassifier keys"}
+
+
+def exported_layout(ckpt, student_keys=()):
+    """'kdzoo', 'timm' or 'mmpretrain' when ``ckpt`` (a loaded file) is a student written
+    by tools/export.py in that layout, else None (training checkpoints included).
+
+    'kdzoo': a ``kdzoo`` entry beside ``state_dict``. 'mmpretrain': only mmpretrain
+    ImageClassifier keys of a vision transformer (``backbone.patch_embed.projection``),
+    bare or under ``state_dict``, and no training progress in ``meta``. 'timm': bare
+    tensors whose keys are largely those of the student (``student_keys``, without the
+    ``student.`` prefix), which a teacher's or another network's state dict is not.
+    """
+    if not isinstance(ckpt, dict):
+        return None
+    if isinstance(ckpt.get('kdzoo'), dict) and isinstance(ckpt.get('state_dict'), dict):
+        return 'kdzoo'
+    meta = ckpt.get('meta')
+    if isinstance(meta, dict) and ('epoch' in meta or 'iter' in meta):
+        return None
+    state = ckpt.get('state_dict', ckpt)
+    if not isinstance(state, dict) or not state:
+        return None
+    keys = set(state)
+    if 'backbone.patch_embed.projection.weight' in keys and all(
+            str(k).split('.', 1)[0] in ('backbone', 'neck', 'head', 'data_preprocessor')
+            for k in keys):
+        return 'mmpretrain'
+    if state is ckpt and all(isinstance(v, torch.Tensor) for v in state.values()):
+        shared = len(keys & set(student_keys))
+        if shared and 2 * shared >= min(len(keys), len(student_keys)):
+            return 'timm'
+    return None
 
 
 def load_state_dict_file(path):

@@ -12,7 +12,8 @@ from .classifier import Classifier, has_dist_head
 from .connectors import fill_sizes, missing_sizes
 from .distill_term import (DistillTerm, bind_arguments, build_loss, check_term_keys,
                            counterpart)
-from .recorder import FeatureRecorder, check_layer_names
+from .recorder import FeatureRecorder
+from .sources import check_layer_source
 
 IDLE_DIST_HEAD = ('labels', None)
 DEIT_TERM = 'distill'
@@ -153,7 +154,7 @@ class Distiller(Classifier):
                                      f'({type(self.student).__name__}) has no distillation '
                                      'head; read student.logits (its class head) instead')
                 if source.is_layer:
-                    check_layer_names(nets[source.network], [source.module], source.network)
+                    check_layer_source(source, nets[source.network], where)
 
     def _make_recorders(self, bindings):
         keys = {'student': [], 'teacher': []}

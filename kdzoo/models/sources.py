@@ -18,6 +18,7 @@ A term's loss arguments are bound by name to *sources*, written as strings in th
 Loss arguments with one of the names in :data:`DEFAULT_BINDINGS` are bound without being
 named in the config (``student_logits``, ``teacher_logits``, ``labels``, ...).
 """
+import difflib
 from dataclasses import dataclass
 
 NETWORKS = ('student', 'teacher')
@@ -76,7 +77,8 @@ def parse_source(text, where='a source'):
         return Source(text, network=network, port='output')
     network, _, rest = text.partition('.')
     if network not in NETWORKS or not rest:
-        raise ValueError(f'{where}: unknown source {text!r}; sources are {VOCABULARY}')
+        raise ValueError(f'{where}: unknown source {text!r}{did_you_mean(text)}; sources '
+                         f'are {VOCABULARY}')
     module, _, port = rest.partition(':')
     port = port or 'output'
     if port not in PORTS:
@@ -84,3 +86,44 @@ def parse_source(text, where='a source'):
                          f'source reads one of {PORTS} (write {network}.{module} for the '
                          f'output, {network}.{module}:input for the input)')
     return Source(text, network=network, module=module, port=port)
+
+
+def closest_sources(text, network=None, modules=()):
+    """The valid source names closest to ``text`` (up to 3), from the fixed names of
+    :data:`HEADS` and, for a layer source of ``network`` with submodules ``modules``,
+    its ``network.module`` names. Names of one network are compared without their
+    ``network.`` prefix, which every candidate would share."""
+    if network is None:
+        return difflib.get_close_matches(text, list(HEADS), n=3, cutoff=0.6)
+    name = text.split(':')[0][len(network) + 1:]
+    short = {}
+    for head in HEADS:
+        short.setdefault(head[len(network) + 1:] if head.startswith(network + '.') else head,
+                         head)
+    for module in modules:
+        short.setdefault(module, f'{network}.{module}')
+    return [short[c] for c in difflib.get_close_matches(name, list(short), n=3, cutoff=0.6)]
+
+
+def did_you_mean(text, network=None, modules=(), port='output'):
+    """`` (did you mean 'X'?)`` with :func:`closest_sources`, or ``''``; layer names
+    get ``:input`` for ``port='input'``."""
+    close = [c if c in HEADS or port == 'output' else f'{c}:{port}'
+             for c in closest_sources(text, network, modules)]
+    return f' (did you mean {" or ".join(repr(c) for c in close)}?)' if close else ''
+
+
+def check_layer_source(source, network, where='a source'):
+    """Raise a ValueError when the layer source ``source`` names no submodule of
+    ``network`` (the student, or the teacher's network), with the closest valid source
+    names: a near miss of a fixed name (``teacher.logit`` for ``teacher.logits``) reads as
+    a layer name until the network is known, so the fixed names are suggested with the
+    layers."""
+    modules = [n for n, _ in network.named_modules() if n]
+    if source.module in modules:
+        return
+    hint = did_you_mean(source.text, source.network, modules, source.port)
+    raise ValueError(
+        f'{where}: {source.network} has no layer named {source.module!r}{hint}. Sources are '
+        f'{VOCABULARY}; layers of the {source.network} ({type(network).__name__}): '
+        + ', '.join(modules))

@@ -9,13 +9,16 @@ temporary folder beside OUT and ``os.replace``; its manifest ``OUT/shard_<shard>
 is written last, the same way, and is the only sign that the shard is complete. A restart
 skips shards with a manifest and redoes the others after deleting their stale files.
 """
+import datetime
 import glob
 import hashlib
 import json
+import logging
 import math
 import os
 import os.path as osp
 import shutil
+import time
 
 import numpy as np
 import torch
@@ -151,21 +154,144 @@ class ShardWriter:
         return manifest
 
 
+def _eta(seconds):
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+class ShardProgress:
+    """What :func:`run_shards` shows while it works, fed by the synthesizer's ``progress``
+    callback.
+
+    On a terminal (stdout and stderr both): a bar over this process's shards (with the
+    run's ETA) and below it a bar over the iterations of the current shard, which carries
+    the shard's ETA and the latest losses (the objective and its terms), read from the
+    device every ``refresh_s`` seconds and at the end of every stage. Log records are
+    written above the bars (:class:`kdzoo.engine.progress_hook.BarSafeConsole`), and both
+    bars clear their lines when done. Elsewhere (CI, a log file, ``| tee``): no bars, a log
+    line every ``1 / lines_per_shard`` of a shard's iterations instead. Each finished
+    shard gets a log line in both cases.
+
+    Args:
+        synthesizer: its ``stages`` (size, iterations) give the iterations of a shard.
+        mine, done, todo: this process's shards, how many of them were finished before,
+            and the shards this run will synthesise.
+        rank: the process, named in the bar.
+        logger: where the lines go; None means mmengine's current logger.
+        interactive: bars (True) or lines (False); None asks the console.
+    """
+
+    #: Seconds between two readings of the losses on a terminal (each waits for the device).
+    refresh_s = 0.5
+    #: Plain lines per shard, evenly spaced over its iterations, when there are no bars.
+    lines_per_shard = 10
+
+    def __init__(self, synthesizer, mine, done, todo, rank=0, logger=None, interactive=None):
+        from kdzoo.engine.progress_hook import BarSafeConsole, interactive_console
+        if logger is None:
+            from mmengine.logging import MMLogger
+            logger = MMLogger.get_current_instance()
+        self.logger = logger
+        self.stages = [(s['size'], s['iterations']) for s in getattr(synthesizer, 'stages', [])]
+        self.iterations = sum(n for _, n in self.stages)
+        self.todo, self.finished = len(todo), 0
+        self.every = max(1, math.ceil(self.iterations / self.lines_per_shard))
+        self.interactive = interactive_console() if interactive is None else interactive
+        self.outer = self.inner = None
+        self.console = BarSafeConsole([logger, logging.getLogger()]) \
+            if self.interactive else None
+        self.start = time.monotonic()
+        if self.interactive:
+            from tqdm import tqdm
+            self._tqdm = tqdm
+            self.outer = self.console.add(tqdm(
+                total=len(mine), initial=done, unit='shard', desc=f'shards (rank {rank})',
+                leave=False, dynamic_ncols=True, position=0))
+
+    def start_shard(self, shard, images):
+        self.shard, self.images, self.count = shard, images, 0
+        self.shard_start = self._read_at = time.monotonic()
+        self._stage = None
+        if self.interactive:
+            self.inner = self.console.add(self._tqdm(
+                total=self.iterations or None, unit='it', desc=f'shard {shard}',
+                leave=False, dynamic_ncols=True, position=1,
+                mininterval=min(self.refresh_s, 0.1)))
+
+    def __call__(self, stage, iteration, losses):
+        """The synthesizer's ``progress`` callback (see
+        :meth:`DeepInversionSynthesizer.synthesize`)."""
+        self.count += 1
+        size = self.stages[stage][0] if stage < len(self.stages) else None
+        stage_end = stage < len(self.stages) and iteration == self.stages[stage][1]
+        if self.interactive:
+            bar = self.inner
+            if stage != self._stage:
+                self._stage = stage
+                bar.set_description(f'shard {self.shard} {size}px', refresh=False)
+            now = time.monotonic()
+            read = stage_end or now - self._read_at >= self.refresh_s
+            if read:
+                self._read_at = now
+                bar.set_postfix(self._values(losses), refresh=False)
+            bar.update(1)
+            if stage_end:
+                bar.refresh()
+        elif self.count % self.every == 0 or self.count == self.iterations:
+            elapsed = time.monotonic() - self.start
+            done = self.finished * self.iterations + self.count
+            left = self.todo * self.iterations - done
+            terms = '  '.join(f'{k}: {v}' for k, v in self._values(losses).items())
+            self.logger.info(
+                f'Synthesis shard {self.shard} [{self.count}/{self.iterations}] {size}px  '
+                f'eta: {_eta(elapsed / done * left)}  {terms}')
+
+    @staticmethod
+    def _values(losses):
+        return {('div' if k == 'diversity' else k): f'{float(v):#.4g}'
+                for k, v in losses.items()}
+
+    def end_shard(self, result):
+        self.finished += 1
+        seconds = time.monotonic() - self.shard_start
+        if self.inner is not None:
+            self.inner.close()
+            self.console.remove(self.inner)
+            self.inner = None
+        losses = result.losses
+        names = (('total', 'loss'), ('ce', 'ce'), ('prior', 'prior'), ('bn', 'bn'),
+                 ('diversity', 'div'), ('target_prob', 'target_prob'))
+        terms = '  '.join(f'{name}: {losses[key].float().mean().item():#.4g}'
+                          for key, name in names if key in losses)
+        elapsed = time.monotonic() - self.start
+        left = _eta(elapsed / self.finished * (self.todo - self.finished))
+        self.logger.info(f'Synthesis shard {self.shard} done ({self.images} images, '
+                         f'{self.finished}/{self.todo} of this run) in {seconds:.1f} s  '
+                         f'eta: {left}  {terms}')
+        if self.outer is not None:
+            self.outer.set_postfix(ce=f"{losses['ce'].mean().item():.3f}", refresh=False)
+            self.outer.update(1)
+
+    def close(self):
+        if self.console is not None:
+            self.console.close_all()
+
+
 def run_shards(synthesizer, teacher, writer, labels, batch_size, rank=0, world_size=1,
-               max_shards=None, progress=False):
+               max_shards=None, progress=False, logger=None):
     """Synthesise and write the shards of ``rank`` that have no manifest yet. Stops after
-    ``max_shards`` new shards if given. Returns the indices of the shards written."""
+    ``max_shards`` new shards if given. Returns the indices of the shards written.
+
+    ``progress``: show the shards and the iterations within each (:class:`ShardProgress`;
+    its lines go to ``logger``, by default mmengine's current logger)."""
     writer.prepare()
     mine = shards_of_rank(num_shards(len(labels), batch_size), rank, world_size)
     pending = [s for s in mine if not writer.is_done(s)]
     for shard in set(mine) - set(pending):
         writer.discard_partial(shard)
     todo = pending if max_shards is None else pending[:max_shards]
-    bar = None
+    shown = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(mine), initial=len(mine) - len(pending), unit='shard',
-                   desc=f'shards (rank {rank})', dynamic_ncols=True)
+        shown = ShardProgress(synthesizer, mine, len(mine) - len(pending), todo, rank, logger)
     written = []
     try:
         for shard in todo:
@@ -173,19 +299,23 @@ def run_shards(synthesizer, teacher, writer, labels, batch_size, rank=0, world_s
             indices = list(range(shard * batch_size,
                                  min((shard + 1) * batch_size, len(labels))))
             shard_labels = labels[indices]
-            result = synthesizer.synthesize(teacher, shard_labels, batch_index=shard)
+            if shown is None:
+                result = synthesizer.synthesize(teacher, shard_labels, batch_index=shard)
+            else:
+                shown.start_shard(shard, len(indices))
+                result = synthesizer.synthesize(teacher, shard_labels, batch_index=shard,
+                                                progress=shown)
             writer.write(shard, indices, shard_labels, result)
             written.append(shard)
-            if bar is not None:
-                bar.set_postfix(ce=f"{result.losses['ce'].mean().item():.3f}")
-                bar.update(1)
+            if shown is not None:
+                shown.end_shard(result)
     except BaseException:
         if not written:
             writer.discard_empty()
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        if shown is not None:
+            shown.close()
     return written
 
 

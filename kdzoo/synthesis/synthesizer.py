@@ -29,6 +29,8 @@ from kdzoo.registry import MODELS
 SynthesisResult = namedtuple('SynthesisResult', 'images losses history')
 
 STAGE_KEYS = ('size', 'iterations', 'jitter', 'lr')
+#: The terms passed to a ``progress`` callback of :meth:`DeepInversionSynthesizer.synthesize`.
+PROGRESS_TERMS = ('loss', 'ce', 'prior', 'bn', 'diversity')
 
 
 def batch_seed(seed, batch_index):
@@ -151,13 +153,21 @@ class DeepInversionSynthesizer:
                 raise RuntimeError(f'feature layer {self.feature_layer!r} did not run')
             div = self.diversity(self._features.flatten(1).float(), labels)
         self._features = None  # no activation outlives its step
-        total = self.alpha_ce * ce + self.prior(images) + bn + div
-        return dict(loss=total.mean(), ce=ce, bn=bn, diversity=div, total=total,
+        prior = self.prior(images)
+        total = self.alpha_ce * ce + prior + bn + div
+        return dict(loss=total.mean(), ce=ce, prior=prior, bn=bn, diversity=div, total=total,
                     logits=logits.detach())
 
-    def synthesize(self, teacher, labels, batch_index=0):
+    def synthesize(self, teacher, labels, batch_index=0, progress=None):
         """Images for ``labels`` (B,) from the teacher (a :class:`Teacher` or a plain
-        classifier; its parameters receive no gradient). Returns :data:`SynthesisResult`."""
+        classifier; its parameters receive no gradient). Returns :data:`SynthesisResult`.
+
+        ``progress``, if given, is called after every iteration as ``progress(stage,
+        iteration, losses)``: the stage's index, the iteration's number in it (from 1) and
+        the batch means of that step's terms as detached 0-d tensors ('loss', the
+        optimised objective, and its parts 'ce' (unweighted), 'prior', 'bn',
+        'diversity'), left on the device so that a caller reads them only when it shows
+        them."""
         net = teacher.model if isinstance(teacher, Teacher) else teacher
         device = next(net.parameters()).device
         labels = torch.as_tensor(labels, dtype=torch.long).to(device)
@@ -182,7 +192,7 @@ class DeepInversionSynthesizer:
                     if i > 0 and stage['size'] != x.shape[-1]:
                         x = self._resize(x.detach(), stage['size'], low, high)
                     x = self._run_stage(net, x.detach(), labels, stage, generator, low, high,
-                                        history)
+                                        history, progress, i)
                 with torch.no_grad():
                     final = self._objective(net, x, x, labels)
         finally:
@@ -207,14 +217,15 @@ class DeepInversionSynthesizer:
         # Bicubic overshoots; the next stage must start from valid pixels too.
         return torch.maximum(torch.minimum(x, high), low)
 
-    def _run_stage(self, net, x, labels, stage, generator, low, high, history):
+    def _run_stage(self, net, x, labels, stage, generator, low, high, history,
+                   progress=None, index=0):
         x.requires_grad_(True)
         iterations = stage['iterations']
         optimizer = torch.optim.Adam([x], lr=stage.get('lr', self.lr), betas=self.betas)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(iterations, 1), eta_min=self.eta_min)
         jitter = stage.get('jitter', self.jitter)
-        for _ in range(iterations):
+        for iteration in range(1, iterations + 1):
             inputs = self._augment(x, jitter, generator)
             step = self._objective(net, inputs, x, labels)
             # Gradients for the images only: the teacher's parameters never get a .grad.
@@ -225,4 +236,7 @@ class DeepInversionSynthesizer:
             with torch.no_grad():
                 x.copy_(torch.maximum(torch.minimum(x, high), low))
             history.append(step['ce'].detach().mean())
+            if progress is not None:
+                progress(index, iteration,
+                         {k: step[k].detach().mean() for k in PROGRESS_TERMS})
         return x

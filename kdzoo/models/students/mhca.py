@@ -17,7 +17,8 @@ detail.
 kdzoo computes the positional term without an attention mask (see :meth:`MHCA.forward`):
 ``v_h . r(j - i)`` expands into a part of the key position alone, a part of the query
 position alone and ``-2 v_h3 (p_i . p_j)``, a rank-4 bilinear form that four extra
-query/key channels carry through the fused attention kernel.
+query/key channels carry through the fused attention kernel (eight bf16 channels, each
+part split in three, under bf16).
 """
 import math
 from functools import lru_cache
@@ -72,6 +73,24 @@ def centred_positions(grid, device='cpu'):
 
 #: Extra query/key channels that carry the positional term.
 POSITION_CHANNELS = 4
+#: bf16 pieces per positional part under bf16 (:meth:`MHCA.split_position_channels`).
+SPLIT_PIECES = 3
+
+
+def split_bf16(t, pieces=SPLIT_PIECES):
+    """bf16 tensors whose sum is float32 ``t`` to about 2^(-8 * pieces - 1) of it: the
+    first is ``t`` rounded, each next one the rounded remainder.
+
+    The gradient reaches ``t`` through the first piece alone: every piece meets the same
+    factor on the other side of the dot product, so the gradient of each equals that of
+    ``t``, and the first carries all of it (the remainders are roundings of ``t`` with no
+    gradient of their own; giving them one would count the gradient several times)."""
+    out = [t.to(torch.bfloat16)]
+    rest = t.detach()
+    for _ in range(pieces - 1):
+        rest = rest - out[-1].detach().float()
+        out.append(rest.to(torch.bfloat16))
+    return out
 
 
 def local_offsets(num_heads):
@@ -94,9 +113,13 @@ class MHCA(Attention):
     analysis and as the reference the channels are tested against. With the positional
     weights zeroed the layer is MHSA with the same weights (up to float rounding).
 
-    The expanded parts grow with the squared coordinates and cancel each other, so MHCA's
-    attention runs in float32 also under bf16/fp16 autocast (a fused fp32 kernel); the
-    coordinates are centred on the grid to keep the parts small.
+    The expanded parts grow with the squared coordinates and cancel each other (the
+    coordinates are centred on the grid to keep them small): rounded to bf16 they would
+    be off by whole logits. Under bf16 (autocast) without a gradient for the positional
+    weights (evaluation, a frozen teacher) the attention runs in the fused bf16 kernel with
+    each part split into three exact bf16 channels (:meth:`split_position_channels`); bf16
+    training (see :attr:`split_bf16_with_grad`), float32 and fp16 (whose range the split
+    parts would leave) run a fused float32 kernel.
 
     Prefix tokens (class, distillation) have no position: their bias to and from every
     token is zero, so the content term alone decides how much a patch attends to them.
@@ -113,6 +136,14 @@ class MHCA(Attention):
             :func:`local_offsets` (the convolutional initialisation of Cordonnier et
             al.); 'zeros' starts every head without positional preference.
     """
+
+    #: Whether bf16 training (a gradient for ``rel_pos_weight``) also runs the split bf16
+    #: kernel. Off: the forward is exact either way, but the weights' gradient passes
+    #: through the bf16 gradients of the split channels (each rounded to 2^-9), and the
+    #: parts' cancellation amplifies that by about |p|^2 / |offset|^2: measured 10-30% of
+    #: the gradient at locality 1 (14x14, 24x24) and many times the gradient at locality
+    #: 10, against 0.3-0.7% on the float32 kernel (tests/test_dearkd_mhca.py).
+    split_bf16_with_grad = False
 
     def __init__(self, dim, num_heads=8, qkv_bias=True, attn_drop=0., proj_drop=0.,
                  num_prefix_tokens=1, locality_strength=1.0, init='local'):
@@ -175,18 +206,66 @@ class MHCA(Attention):
         p = self.num_prefix_tokens
         return F.pad(query, (0, 0, p, 0)), F.pad(key, (0, 0, p, 0))
 
+    def split_position_channels(self, grid, device, scale):
+        """bf16 (query, key) channels, each (heads, prefix + N, 4 * SPLIT_PIECES), whose
+        dot product, times the kernel's ``scale``, is the positional term: the parts of
+        :meth:`position_channels` with ``1 / scale`` on the key side (``g' = g / scale``,
+        ``c' = c / scale``, ``a = -2 v_3 x_j / scale``, ``b = -2 v_3 y_j / scale``), each
+        split into bf16 pieces that sum to it (``t_1 = bf16(t)``, ``t_2 = bf16(t - t_1)``,
+        ...), every piece meeting the same exact factor on the other side:
+
+            query i: (1, 1, 1, c'_1, c'_2, c'_3, x_i, x_i, x_i, y_i, y_i, y_i)
+            key j:   (g'_1, g'_2, g'_3, 1, 1, 1, a_1, a_2, a_3, b_1, b_2, b_3)
+
+        1 and the centred half-integer positions are exact in bf16, and the product of two
+        bf16 numbers is exact in the float32 in which the kernels accumulate ``q . k``.
+        Three pieces carry each part to 2^-24 of itself, as float32 would; rounded to bf16
+        whole (2^-9), the cancelling parts (~ v_3 |p|^2 / scale) would put errors of whole
+        logits into the term, and two pieces (2^-17) still a few hundredths of a logit at
+        locality 10 on 24x24."""
+        pos = centred_positions(grid, str(device))
+        x, y = pos[:, 0], pos[:, 1]
+        sq = (pos * pos).sum(-1)
+        w = self.rel_pos_weight.float()
+        v1, v2, v3 = w[:, 0:1], w[:, 1:2], w[:, 2:3]
+        inv = 1.0 / scale
+        g = (v1 * x + v2 * y + v3 * sq) * inv
+        c = (-v1 * x - v2 * y + v3 * sq) * inv
+        a, b = -2 * inv * v3 * x, -2 * inv * v3 * y
+        one = torch.ones_like(g, dtype=torch.bfloat16)
+        xb = x.to(torch.bfloat16).expand_as(one)
+        yb = y.to(torch.bfloat16).expand_as(one)
+        n = SPLIT_PIECES
+        query = [one] * n + split_bf16(c) + [xb] * n + [yb] * n
+        key = split_bf16(g) + [one] * n + split_bf16(a) + split_bf16(b)
+        p = self.num_prefix_tokens
+        return (F.pad(torch.stack(query, -1), (0, 0, p, 0)),
+                F.pad(torch.stack(key, -1), (0, 0, p, 0)))
+
     def forward(self, x):
         b, n, c = x.shape
         q, k, v = self.qkv_heads(x)
-        pq, pk = self.position_channels(self.grid_of(n), x.device)
+        grid = self.grid_of(n)
         scale = self.head_dim ** -0.5
+        needs_grad = torch.is_grad_enabled() and self.rel_pos_weight.requires_grad
+        if q.dtype == torch.bfloat16 and (self.split_bf16_with_grad or not needs_grad):
+            # bf16 (autocast or a bf16 model): the fused bf16 kernel, with the positional
+            # term split into exact bf16 parts (see split_position_channels).
+            pq, pk = self.split_position_channels(grid, x.device, scale)
+            extra = pq.shape[-1]
+        else:
+            # float32, float16 (whose range the split parts would leave), and bf16 when the
+            # positional weights are trained: a fused fp32 kernel. The query's extra
+            # channels are divided by the kernel's scale, so that the scaled logits gain
+            # exactly the positional term.
+            pq, pk = self.position_channels(grid, x.device)
+            pq, extra = pq / scale, POSITION_CHANNELS
+            q, k, v = q.float(), k.float(), v.float()
         with torch.autocast(device_type=x.device.type, enabled=False):
-            # The query's extra channels are divided by the kernel's scale, so that the
-            # scaled logits gain exactly the positional term. v is padded to the same
-            # head size, which the fused kernels require.
-            q = torch.cat([q.float(), (pq / scale).expand(b, -1, -1, -1)], dim=-1)
-            k = torch.cat([k.float(), pk.expand(b, -1, -1, -1)], dim=-1)
-            v = F.pad(v.float(), (0, POSITION_CHANNELS))
+            # v is padded to the same head size, which the fused kernels require.
+            q = torch.cat([q, pq.to(q.dtype).expand(b, -1, -1, -1)], dim=-1)
+            k = torch.cat([k, pk.to(k.dtype).expand(b, -1, -1, -1)], dim=-1)
+            v = F.pad(v, (0, extra))
             out = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.attn_drop if self.training else 0., scale=scale)
         out = out[..., :self.head_dim].to(x.dtype)

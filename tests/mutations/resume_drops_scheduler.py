@@ -1,0 +1,8 @@
+DESCRIPTION = "kdzoo's Runner.resume does not restore the learning-rate schedulers"
+FILE = 'kdzoo/engine/runner.py'
+FIND = '''            return super().resume(filename, *args, **kwargs)
+'''
+REPLACE = '''            return super().resume(filename, resume_param_scheduler=False)
+'''
+TESTS = ['tests/test_resume_exact.py']
+SELECT = 'optimizer_and_schedulers'
