@@ -80,11 +80,12 @@ def test_tool_ranks_a_varied_set_above_near_duplicates(tmp_path, capsys):
     assert out.exists() and varied in capsys.readouterr().out
 
 
-def test_bad_input_is_refused_before_the_teacher_is_built(tmp_path):
+def test_bad_input_is_refused_before_the_teacher_is_built(tmp_path, capsys):
     t = tool()
     with pytest.raises(SystemExit, match='--per-class must be >= 2'):
         t.main([MICRO, '--per-class', '1'])
-    with pytest.raises(SystemExit, match='does not exist'):
+    with pytest.raises(SystemExit) as info:  # a usage error, before any work
         t.main([str(tmp_path / 'missing.py')])
+    assert info.value.code == 2 and 'does not exist' in capsys.readouterr().err
     with pytest.raises(SystemExit, match="has no folder for the classes"):
         t.main([MICRO, '--dirs', str(tmp_path)])  # the teacher checkpoint is not needed

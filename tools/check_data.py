@@ -6,13 +6,17 @@ ROOT is ``ROOT/<class>/<image>`` or a dataset root with ``train/``, ``val/`` or 
 class folders in it. Exits with 1 when an image cannot be decoded or a class folder holds
 no image, so it can guard a long run: ``python tools/check_data.py data/imagenet && ...``.
 """
-import argparse
 import sys
+
+from kdzoo.apis.tool_args import tool_parser
+
+EXAMPLES = ('kdzoo check-data data/cifar10',
+            'kdzoo check-data data/imagenet --workers 16 && kdzoo train deit_s ...')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Check that every image of a dataset '
-                                     'decodes')
+    parser = tool_parser('Check that every image of a class-folder dataset decodes, and '
+                         'list the ones that do not.', EXAMPLES)
     parser.add_argument('root', help='class-folder dataset (ROOT/<class>/<image>) or '
                         'dataset root (ROOT/{train,val,test}/<class>/<image>)')
     parser.add_argument('--workers', type=int, default=None,

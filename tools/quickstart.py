@@ -15,7 +15,6 @@ Running the command again skips every finished run.
 
     python tools/quickstart.py [--epochs-teacher 6] [--epochs-student 3] [--seeds 0 ...]
 """
-import argparse
 import os
 import os.path as osp
 
@@ -25,7 +24,10 @@ STUDENTS = ('deit/deit_micro_cifar10', 'deit/deit_micro_distilled_cifar10',
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    from kdzoo.apis.tool_args import tool_parser
+    parser = tool_parser(__doc__.split('\n')[0], (
+        'kdzoo quickstart',
+        'kdzoo quickstart --epochs-student 6 --seeds 0 1 2 --work-dir work_dirs/qs3'))
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
     parser.add_argument('--data-dir', default=osp.join('data', 'cifar10_mini'),
                         help='where the shipped subset is unpacked')

@@ -9,9 +9,9 @@ from .model import ConfigError, build_student, load_config
 from .tool_args import add_cfg_options, add_config_argument, tool_parser
 
 
-def analysis_parser(description, default_out):
+def analysis_parser(description, default_out, examples=()):
     """The command line shared by the analysis tools."""
-    parser = tool_parser(description)
+    parser = tool_parser(description, examples)
     add_config_argument(parser)
     parser.add_argument('checkpoints', nargs='+')
     parser.add_argument('--out', default=default_out)

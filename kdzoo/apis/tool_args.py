@@ -17,6 +17,7 @@ change).
 """
 import argparse
 import ast
+import os
 import os.path as osp
 
 from mmengine.config import DictAction
@@ -104,6 +105,11 @@ def config_path(value):
     try:
         return find_config(value)
     except ConfigError as e:
+        if value.endswith('.py') or os.sep in value and osp.isdir(osp.dirname(value) or '.'):
+            # A path: say so first (the shipped names are rarely what was meant).
+            raise argparse.ArgumentTypeError(
+                f'config file {value!r} does not exist, and it is not the name of a '
+                'shipped config (`kdzoo list-configs` lists them)') from None
         raise argparse.ArgumentTypeError(str(e)) from None
 
 

@@ -85,7 +85,10 @@ def plot(results, out, mhca_blocks=0):
 
 
 def main(argv=None):
-    args = analysis_parser(__doc__.split('\n')[0], 'attention_distance.png').parse_args(argv)
+    args = analysis_parser(
+        __doc__.split('\n')[0], 'attention_distance.png',
+        ('python tools/analysis/attention_distance.py dearkd_micro_cifar10 work_dirs/dearkd/epoch_*.pth',
+         'python tools/analysis/attention_distance.py my_config.py CKPT --out attention_distance.png')).parse_args(argv)
     results = []
     net = None
     for ckpt, epoch, net, dist in per_checkpoint(args, attention_distance):

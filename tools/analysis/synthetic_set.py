@@ -20,7 +20,6 @@ its nearest neighbour of the same class and to its nearest image of another clas
 class; for a set with a manifest, the mean final BatchNorm-statistics loss (R_BN) of its
 images.
 """
-import argparse
 import glob
 import json
 import os.path as osp
@@ -35,9 +34,12 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config')
+    from kdzoo.apis.tool_args import add_config_argument, tool_parser
+    parser = tool_parser(__doc__.split('\n\n')[0], (
+        'python tools/analysis/synthetic_set.py df_dearkd_micro_cifar10',
+        'python tools/analysis/synthetic_set.py df_dearkd_micro_cifar10 --dirs data/a data/b '
+        'data/cifar10/test --per-class 100'))
+    add_config_argument(parser)
     parser.add_argument('--dirs', nargs='+', help='class-folder image sets; default: '
                         'the config\'s synthesis.out')
     parser.add_argument('--per-class', type=int, help='at most this many images per class '

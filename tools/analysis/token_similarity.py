@@ -52,7 +52,10 @@ def plot(results, out):
 
 
 def main(argv=None):
-    args = analysis_parser(__doc__.split('\n')[0], 'token_similarity.png').parse_args(argv)
+    args = analysis_parser(
+        __doc__.split('\n')[0], 'token_similarity.png',
+        ('python tools/analysis/token_similarity.py dearkd_micro_cifar10 work_dirs/dearkd/epoch_*.pth',
+         'python tools/analysis/token_similarity.py my_config.py CKPT --out token_similarity.png')).parse_args(argv)
     results = []
     for ckpt, epoch, _, sims in per_checkpoint(args, token_similarity):
         results.append((f'epoch {epoch}', sims))

@@ -1,5 +1,8 @@
 # CIFAR-10 in the class-folder layout (data/cifar10/{train,test}/<class>/*.jpg, made by
 # tools/prepare_cifar10.py) with DeiT's augmentations scaled to 32x32 images.
+# Speed only (samples and results are the same without them): the decoded images are kept
+# in memory (150 MB for the 50,000 training images), and the workers stack each batch into
+# one tensor (default_collate), which they hand over much faster than 128 separate ones.
 dataset_type = 'ImageFolderSubset'
 data_root = 'data/cifar10'
 data_preprocessor = dict(
@@ -29,16 +32,18 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train',
-                 pipeline=train_pipeline),
+                 pipeline=train_pipeline, cache_decoded=True),
 )
 val_dataloader = dict(
     batch_size=256,
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, data_prefix='test',
-                 pipeline=test_pipeline),
+                 pipeline=test_pipeline, cache_decoded=True),
 )
 val_evaluator = dict(type='HeadsAccuracy', topk=(1, 5))
 test_dataloader = val_dataloader
