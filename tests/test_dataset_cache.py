@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mmengine.dataset import default_collate, pseudo_collate
 
 from conftest import CONFIGS, make_small_copy
+from kdzoo.datasets.replay import ReplayDataset
 from kdzoo.registry import DATASETS, MODELS
 
 CIFAR_BASE = osp.join(CONFIGS, '_base_', 'datasets', 'cifar10_deit.py')
@@ -100,10 +101,12 @@ def test_shipped_loader_settings_give_the_same_model_inputs(cifar_tiny, tmp_path
     cfg = Config.fromfile(CIFAR_BASE)
     assert cfg.train_dataloader.collate_fn.type == 'default_collate'
     assert cfg.train_dataloader.dataset.cache_decoded
-    shipped = DATASETS.build(train_dataset_cfg(data))
-    plain = DATASETS.build(train_dataset_cfg(data, cache_decoded=False))
+    assert cfg.train_dataloader.sampler.type == 'ReplaySampler'
+    shipped = ReplayDataset(train_dataset_cfg(data))
+    plain = ReplayDataset(train_dataset_cfg(data, cache_decoded=False))
     preprocessor = MODELS.build(cfg.data_preprocessor)
-    order = list(range(len(plain)))
+    # ReplaySampler's keys: (data seed, epoch, position, sample id), pairs side by side.
+    order = [(0, 2, p, (7 * p) % len(plain)) for p in range(len(plain))]
     outputs = []
     for dataset, collate in ((shipped, default_collate), (plain, pseudo_collate)):
         batch = collate(sweep(dataset, order))

@@ -46,7 +46,7 @@ class StageProbeHook(Hook):
 
 def tiny_dearkd_cfg(data_root, work_dir, batch_size=10, stage_hook=None):
     """configs/dearkd/dearkd_micro_cifar10.py with tiny networks, 10 images, 1 step/epoch
-    (2 with ``batch_size=5``)."""
+    (2 with ``batch_size=6``: 6 + 4)."""
     cfg = Config.fromfile(osp.join(CONFIGS, 'dearkd', 'dearkd_micro_cifar10.py'))
     cfg.model.student.update(embed_dim=32, num_heads=4, depth=2, num_mhca_blocks=1)
     cfg.model.teacher.update(model=dict(type='CifarResNet', depth=8, widths=(8, 16, 32),
@@ -120,7 +120,7 @@ ITER_STAGES = {0: [True, True], 1: [True, False], 2: [False, False], 3: [False, 
 
 
 def iter_cfg(data_root, work_dir, **hook):
-    return tiny_dearkd_cfg(data_root, work_dir, batch_size=5,
+    return tiny_dearkd_cfg(data_root, work_dir, batch_size=6,
                            stage_hook=dict(type='DistillStageHook', **hook))
 
 

@@ -36,7 +36,7 @@ def test_two_process_gloo_training(cifar_tiny, tmp_path, compiled):
     if compiled:
         extra += "model['compile'] = dict(backend='eager')\n"
     config = write_tiny_distill_config(tmp_path / 'tiny_distill_dist.py', cifar_tiny,
-                                       per_class=2, batch_size=5, extra=extra)
+                                       per_class=2, batch_size=6, extra=extra)
     work_dir = tmp_path / 'work'
     output = dist_train(config, work_dir, tmp_path)
 
@@ -99,7 +99,7 @@ def test_url_teacher_is_downloaded_once_per_node(cifar_tiny, tmp_path):
     teacher = save_tiny_teacher(tmp_path / 'teacher.pth')
     config = write_tiny_distill_config(tmp_path / 'tiny_url_teacher.py', cifar_tiny,
                                        teacher_checkpoint=f'file://{teacher}', per_class=2,
-                                       batch_size=5)
+                                       batch_size=6)
     work_dir = tmp_path / 'work'
     output = dist_train(config, work_dir, tmp_path)
     assert 'Local process group' not in output

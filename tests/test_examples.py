@@ -78,7 +78,7 @@ def tiny_example(name, data_root, work_dir, student, **model):
     cfg.model.student.update(student)
     cfg.model.teacher.update(model=tiny_resnet(), checkpoint=None, random_init=True)
     cfg.merge_from_dict(dict(model=model))
-    cfg.train_dataloader.update(batch_size=5, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.update(batch_size=6, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.update(data_root=data_root, per_class=1)
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None

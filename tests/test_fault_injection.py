@@ -297,3 +297,65 @@ def test_runner_pointer_write_dying_halfway_keeps_the_old_pointer(tmp_path, cifa
     assert not [n for n in os.listdir(work) if atomic.is_partial(n) or n.endswith('.tmp')]
     assert atomic.is_complete(str(work / 'epoch_2.pth'))
     assert atomic.latest_checkpoint(str(work)) == str(work / 'epoch_2.pth')
+
+
+# ----- teacher records: a chunk write that dies half-way, and recording under kills ---------
+def test_record_chunk_write_dying_halfway_leaves_it_unmarked(tmp_path, monkeypatch):
+    """The process dies after half of a chunk's values are in the array: the chunk has no
+    done marker (so the next run writes it again), no temporary file is left, and the
+    record resumed from the folder completes with the values of a run that never died."""
+    import numpy as np
+    from kdzoo.records import RecordError, TeacherRecord
+    torch.manual_seed(0)
+    logits = torch.randn(8, 10)
+
+    def create():
+        return TeacherRecord.create(str(tmp_path), {'run': 'dies'}, 1, 8, 10, kind='logits',
+                                    dtype='float32', chunk=4)
+
+    rec = create()
+    rec.make_files()
+    rec.write_chunk(0, 0, logits[:4])
+    real_map = rec._map
+
+    class Dying:
+        """An array that takes half of the rows written to it, then fails."""
+
+        def __init__(self, array):
+            self.array = array
+
+        def __setitem__(self, index, values):
+            rows = np.arange(self.array.shape[0])[index]
+            half = len(rows) // 2
+            self.array[rows[:half]] = values[:half]
+            self.array.flush()
+            raise OSError('killed while writing the chunk (planted by the test)')
+
+    monkeypatch.setattr(rec, '_map', lambda *a, **k: Dying(real_map(*a, **k)))
+    with pytest.raises(OSError, match='killed while writing the chunk'):
+        rec.write_chunk(0, 1, logits[4:])
+    monkeypatch.undo()
+    assert rec.done(0, 0) and not rec.done(0, 1)
+    assert os.listdir(tmp_path / 'done') == ['e0000_c000000']
+    with pytest.raises(RecordError, match='not complete'):
+        TeacherRecord.open(str(tmp_path))
+    resumed = create()
+    assert resumed.todo() == [(0, 1)]
+    resumed.write_chunk(0, 1, logits[4:])
+    resumed.finish()
+    assert torch.equal(TeacherRecord.open(str(tmp_path)).logits(0, range(8)), logits)
+
+
+def test_recording_survives_kills(tmp_path):
+    """tools/record_teacher.py killed twice with SIGKILL and run again: no chunk missing
+    or marked twice, none changed after it was marked, and every value equal to a record
+    made without kills."""
+    from kdzoo.apis.fault_injection import record_under_kills
+    tool = load_tool('fault_injection')
+    assert tool.parse_args(['record']).kills == 5
+    lines = []
+    report = record_under_kills(str(tmp_path), kills=2, seed=1, echo=lines.append)
+    assert report.ok, (report.summary(), report.problems, lines)
+    assert report.kills == 2 and report.missing == 0 and report.duplicates == 0
+    assert lines[-1] == ('[record] 0 missing chunks, 0 marked twice, 0 changed values '
+                         'against the record made without kills'), lines

@@ -68,3 +68,12 @@ def test_each_ablation_config_changes_one_setting(variant):
         assert changed == ABLATION[variant]
     assert syn.synthesizer == paper.synthesis.synthesizer
     assert cfg.model == paper.model
+
+
+def test_batch_mixing_config_differs_in_the_mixing_only():
+    batch = load('deit', 'deit_micro_distilled_cifar10_batchmix')
+    pair = load('deit', 'deit_micro_distilled_cifar10')
+    assert (batch.data_preprocessor.mix_mode, pair.data_preprocessor.mix_mode) == ('batch',
+                                                                                  'pair')
+    batch.data_preprocessor.mix_mode = 'pair'
+    assert batch.to_dict() == pair.to_dict()

@@ -21,7 +21,9 @@ def tiny_distill_cfg(data_root, work_dir, teacher, **options):
                      **{'model.student': tiny_deit(),
                         'model.teacher.model': tiny_resnet(),
                         'model.teacher.checkpoint': teacher,
-                        'train_cfg.val_interval': 1, **options})
+                        'train_cfg.val_interval': 1,
+                        'train_dataloader.batch_size': 20,  # even: mixing takes pairs
+                        **options})
 
 
 @pytest.fixture(scope='module')
@@ -148,7 +150,9 @@ def test_teacher_accuracy_under_two_process_ddp(cifar_tiny, trained, tmp_path):
     config = write_tiny_distill_config(tmp_path / 'ddp.py', cifar_tiny,
                                        teacher_checkpoint=trained['teacher_file'],
                                        per_class=2, batch_size=5, max_epochs=2,
-                                       extra="train_cfg['val_interval'] = 1\n")
+                                       extra="train_cfg['val_interval'] = 1\n"
+                                       # pair mixing takes whole pairs per process
+                                       "train_dataloader['batch_size'] = 4\n")
     env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(free_port()),
                PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
                PATH=osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))

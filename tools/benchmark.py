@@ -13,6 +13,12 @@ so their ratios (to the first row) are measured side by side. Teacher weights ar
 loaded: they do not change the cost. On a GPU the student-alone rows also give the model
 FLOPs utilisation: the model zoo's counted FLOPs (model-index.yml) of a training
 step (3 forward passes) per second over the device's dense bf16 peak.
+
+``--offline`` adds, for each distilled config, the step with ``teacher.logits`` read from
+a teacher record (a temporary one; the teacher network is then not built), and two rows
+for the recording itself: the teacher's forward pass on the preprocessed batch alone, and
+with its outputs written as tools/record_teacher.py writes them (chunks of about 1024
+views: encoded into memory-mapped arrays, flushed, marked done).
 """
 import os.path as osp
 import resource
@@ -24,7 +30,8 @@ import torch
 from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
 
 EXAMPLES = ('kdzoo benchmark deit_s deit_s_distilled dearkd_s --batch-size 8 --threads 1',
-            'kdzoo benchmark configs/deit/deit_micro_distilled_cifar10.py --amp')
+            'kdzoo benchmark configs/deit/deit_micro_distilled_cifar10.py --amp',
+            'kdzoo benchmark deit_s deit_s_distilled --batch-size 8 --threads 1 --offline')
 
 
 def parse_args(argv=None):
@@ -42,6 +49,10 @@ def parse_args(argv=None):
     parser.add_argument('--teacher-dtype', choices=['config', 'float32', 'bfloat16'],
                         default='config', help="the teacher's precision: the config's, or "
                         'one for every config (float32 on a CPU without native bf16)')
+    parser.add_argument('--offline', action='store_true',
+                        help='also measure each distilled config trained from a teacher record '
+                        '(model.teacher_outputs), and the teacher pass with and without '
+                        "writing the record (tools/record_teacher.py's cost)")
     parser.add_argument('--peak-tflops', type=float, help="the device's dense bf16 peak, for "
                         'the model FLOPs utilisation on a GPU (default: known for H100/H200, '
                         'A100, L40S, L4, A10, V100)')
@@ -87,7 +98,10 @@ def synthetic_batch(batch_size, size, num_classes):
     from mmpretrain.structures import DataSample
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     labels = torch.randint(0, num_classes, (batch_size,))
-    samples = [DataSample().set_gt_label(int(y)) for y in labels]
+    # Replay keys (data seed, epoch, position, sample id), as ReplaySampler gives them: the
+    # replayable preprocessor mixes by them and a teacher record is read by them.
+    samples = [DataSample(metainfo=dict(replay=(0, 0, i, i))).set_gt_label(int(y))
+               for i, y in enumerate(labels)]
     return dict(inputs=list(images), data_samples=samples)
 
 
@@ -120,6 +134,79 @@ def prepare(config, args, compiled=False):
     return model, optim_wrapper, data, variants
 
 
+#: Positions per chunk of the record written by ``--offline`` (tools/record_teacher.py's
+#: default): the done marker, and its fsync, come once per chunk.
+RECORD_CHUNK = 1024
+
+
+def benchmark_record(model, data):
+    """A complete teacher record in a temporary folder with one epoch of views (random
+    logits: the values do not change the cost); the batch reads its first positions."""
+    import tempfile
+
+    from kdzoo.records import TeacherRecord
+    n, k = len(data['inputs']), model.num_classes
+    kind = 'logits' if k <= 100 else 'topk'
+    chunk = max(1, RECORD_CHUNK // n) * n
+    folder = tempfile.mkdtemp(prefix='kdzoo_benchmark_record_')
+    record = TeacherRecord.create(folder, dict(benchmark=True), epochs=1, positions=chunk,
+                                  num_classes=k, kind=kind, k=10 if kind == 'topk' else None,
+                                  chunk=chunk)
+    record.make_files()
+    record.write_chunk(0, 0, torch.randn(chunk, k))
+    record.finish()
+    return folder, record
+
+
+def offline_steps(config, args, model, optim_wrapper, data):
+    """{variant: step function} of ``--offline`` for a distilled config: training from a
+    record, the teacher pass, the teacher pass written as a record chunk."""
+    import os
+
+    from mmengine.optim import build_optim_wrapper
+
+    from kdzoo.apis import build_model, load_config
+    folder, record = benchmark_record(model, data)
+    cfg = load_config(config, args.cfg_options)
+    cfg.model.teacher_outputs = folder
+    cfg.model.compile = False
+    offline = build_model(cfg, teacher_weights=False, device=args.device).train()
+    if args.amp:
+        cfg.optim_wrapper.type = 'kdzoo.AutocastOptimWrapper'
+    offline_optim = build_optim_wrapper(offline, cfg.optim_wrapper)
+    marker = record.marker(0, 0)
+    pending = []  # the chunk's outputs so far, written when it is full
+
+    def from_record():
+        offline.train_step(data, offline_optim)
+
+    @torch.no_grad()
+    def teacher_pass(write=False):
+        batch = model.data_preprocessor(data, True)
+        logits = model.teacher_logits(batch['inputs'])
+        if write:
+            pending.append(logits)
+            if sum(len(x) for x in pending) == record.chunk:
+                os.remove(marker)  # the same chunk again, as a new one
+                record.write_chunk(0, 0, torch.cat(pending))
+                pending.clear()
+
+    return {'from a record': from_record, 'teacher pass': teacher_pass,
+            'teacher pass + record write': lambda: teacher_pass(write=True)}
+
+
+def _with_stage(model, stage, step):
+    def run():
+        if hasattr(model, 'set_stage'):
+            model.set_stage(stage)
+        step()
+    return run
+
+
+def _train_step(model, optim_wrapper, data, stage):
+    return _with_stage(model, stage, lambda: model.train_step(data, optim_wrapper))
+
+
 def main(argv=None):
     args = parse_args(argv)
     from kdzoo.numerics import denormals_flushed, flush_denormals
@@ -132,26 +219,32 @@ def main(argv=None):
         for compiled in (False, True) if args.compile else (False,):
             model, optim_wrapper, data, variants = prepare(config, args, compiled)
             name = osp.splitext(osp.basename(config))[0]
+            steps = {}
             for variant, stage in variants.items():
+                steps[variant] = (_train_step(model, optim_wrapper, data, stage), variant
+                                  == 'student alone')
+            if args.offline and not compiled and 'with teacher' in variants:
+                for variant, step in offline_steps(config, args, model, optim_wrapper,
+                                                   data).items():
+                    steps[variant] = (_with_stage(model, None, step), False)
+            for variant, (step, alone) in steps.items():
                 key = variant if len(args.configs) == 1 else f'{name}: {variant}'
                 key += ', compiled' if compiled else ''
-                runs[key] = (model, optim_wrapper, data, stage)
+                runs[key] = (step, len(data['inputs']))
                 # The student's own FLOPs: the utilisation of the student alone.
-                flops[key] = zoo_flops(config) if variant == 'student alone' else None
+                flops[key] = zoo_flops(config) if alone else None
     cuda = args.device.startswith('cuda')
     times = {key: [] for key in runs}
     peaks = {}
     for _ in range(args.rounds):
-        for key, (model, optim_wrapper, data, stage) in runs.items():
-            if hasattr(model, 'set_stage'):
-                model.set_stage(stage)
+        for key, (step, _) in runs.items():
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             for i in range(args.warmup + args.iters):
                 if cuda:
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                model.train_step(data, optim_wrapper)
+                step()
                 if cuda:
                     torch.cuda.synchronize()
                 if i >= args.warmup:
@@ -167,10 +260,9 @@ def main(argv=None):
           f"{'ratio':>8}{'peak memory (MB)':>19}" + (f"{'MFU':>8}" if peak else ''))
     speed = {}
     first = None
-    for key, (_, _, data, _) in runs.items():
+    for key, (_, batch) in runs.items():
         med = statistics.median(times[key])
         first = first or med
-        batch = len(data['inputs'])
         speed[key] = batch / med
         mfu = ''
         if peak:
@@ -181,6 +273,13 @@ def main(argv=None):
     if len(args.configs) == 1 and {'with teacher', 'student alone'} <= set(runs):
         print(f"teacher overhead: student alone is "
               f"{speed['student alone'] / speed['with teacher']:.2f}x as fast as with the teacher")
+    for key in runs:
+        if key.endswith('from a record'):
+            alone = key.replace('from a record', 'student alone')
+            print(f'{key}: {speed[alone] / speed[key]:.3f}x the student alone')
+        if key.endswith('teacher pass + record write'):
+            plain = key.replace(' + record write', '')
+            print(f'{key}: {speed[plain] / speed[key]:.3f}x the teacher pass alone')
     if not cuda:
         print('(CPU peak memory is the process peak RSS so far, so it can only grow across '
               'variants)')

@@ -13,6 +13,8 @@ default_hooks = dict(
     progress_bar=dict(type='ProgressBarHook'),
     # The data's class count against the model's, before the first step.
     data_check=dict(type='DataCheckHook'),
+    # An offline teacher's record (model.teacher_outputs) checked against the run, before it.
+    teacher_record=dict(type='TeacherRecordHook'),
 )
 
 env_cfg = dict(

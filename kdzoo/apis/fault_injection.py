@@ -6,6 +6,8 @@ every kill every checkpoint must load with ``weights_only=True``, ``last_checkpo
 name a complete checkpoint, and the next ``--resume`` must start from the latest complete
 one. :func:`synthesize_under_kills` does the same with tools/synthesize.py: finished
 shards never change, and the end result holds every requested image exactly once.
+:func:`record_under_kills` does it with tools/record_teacher.py: chunks marked done never
+change, none is marked twice, and the end record equals one made without kills.
 """
 import glob
 import hashlib
@@ -276,3 +278,123 @@ def _check_final(report, out, num_images, labels, on_disk):
         report.problems.append(f'images with another label than asked for: {wrong[:5]}')
     if osp.exists(out + '.partial'):
         report.problems.append(f'{out}.partial is left: {os.listdir(out + ".partial")}')
+
+
+RECORD_CHUNK = 4  # positions per chunk: two pairs, so a life writes few of them
+RECORD_PER_CLASS = 2  # 20 training images: 20 positions, 5 chunks per epoch
+
+
+def record_config(root, data_root, epochs):
+    teacher = tiny_teacher(osp.join(root, 'teacher.pth'))
+    model = dict(student=TINY_STUDENT, teacher=dict(model=dict(depth=8, widths=(8, 16, 32)),
+                                                   checkpoint=teacher))
+    return _write(osp.join(root, 'tiny_record.py'), f'''
+        _base_ = [{find_config('deit_ti_distilled_cifar10')!r}]
+        model = {model!r}
+        train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                                dataset=dict(data_root={data_root!r},
+                                             per_class={RECORD_PER_CLASS}))
+        val_dataloader = dict(batch_size=25, num_workers=0, persistent_workers=False,
+                              dataset=dict(data_root={data_root!r}))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_epochs={epochs}, val_interval={epochs + 1})
+        env_cfg = dict(dist_cfg=dict(backend='gloo'))
+    ''')
+
+
+def _record_partials(out):
+    """Temporary files of unfinished record writes (markers, header, arrays)."""
+    def partial(name):
+        return name.startswith('.tmp_') or name.endswith('.npy.tmp')
+    found = {k: v for k, v in _entries(out, partial).items()}
+    found.update({f'done/{k}': v for k, v in _entries(osp.join(out, 'done'), partial).items()})
+    return found
+
+
+def _chunk_values(out, marker):
+    """The bytes of the rows of the chunk ``marker`` names (e.g. e0003_c000001)."""
+    import numpy as np
+    epoch, chunk = int(marker[1:5]), int(marker[7:])
+    rows = slice(chunk * RECORD_CHUNK, (chunk + 1) * RECORD_CHUNK)
+    return b''.join(np.load(path, mmap_mode='r')[rows].tobytes()
+                    for path in sorted(glob.glob(osp.join(out, f'epoch_{epoch:04d}.*.npy'))))
+
+
+def record_under_kills(work_dir, kills=5, seed=0, timeout_s=300, echo=print):
+    """Record a tiny teacher with tools/record_teacher.py, killed ``kills`` times and run
+    again each time; then compare with a record made without kills. Returns a
+    :class:`FaultReport` whose ``missing`` and ``duplicates`` count chunks (missing at the
+    end; marked twice), with every changed value among its problems."""
+    import subprocess
+
+    from kdzoo.engine.fault_injection import child_env
+    work_dir = osp.abspath(work_dir)
+    root = osp.join(work_dir, 'setup')
+    os.makedirs(root, exist_ok=True)
+    data_root = unpack_archive(MINI_CIFAR10, osp.join(root, 'cifar10_mini'))
+    per_epoch = -(-10 * RECORD_PER_CLASS // RECORD_CHUNK)
+    epochs = -(-(MAX_STEPS_PER_LIFE * kills + 4) // per_epoch)
+    total = epochs * per_epoch
+    config = record_config(root, data_root, epochs)
+    out, reference = osp.join(work_dir, 'record'), osp.join(work_dir, 'reference')
+    report = FaultReport('record')
+
+    def cmd(folder):
+        return tool_command('record_teacher', config, '--out', folder, '--chunk',
+                            RECORD_CHUNK)
+
+    if not osp.isfile(osp.join(reference, 'header.json')) or not json.load(
+            open(osp.join(reference, 'header.json'))).get('complete'):
+        done = subprocess.run(cmd(reference), env=child_env(), capture_output=True, text=True,
+                              timeout=timeout_s)
+        if done.returncode != 0:
+            report.problems.append(f'the reference record failed: {done.stderr[-2000:]}')
+            return report
+    marked = {}  # marker -> bytes of its chunk when first seen
+
+    def markers():
+        folder = osp.join(out, 'done')
+        return sorted(n for n in os.listdir(folder) if not n.startswith('.')) \
+            if osp.isdir(folder) else []
+
+    def check(life, log_path, killed):
+        with open(log_path) as f:
+            twice = f.read().count('written twice')
+        report.duplicates += twice
+        if twice:
+            report.problems.append(f'life {life}: {twice} chunk(s) marked twice')
+        now = markers()
+        lost = sorted(set(marked) - set(now))
+        if lost:
+            report.problems.append(f'life {life}: markers gone: {lost[:5]}')
+        for name in now:
+            values = _chunk_values(out, name)
+            if name in marked and marked[name] != values:
+                report.problems.append(f'life {life}: chunk {name} changed after it was '
+                                       'marked done')
+            marked.setdefault(name, values)
+        return f'{len(now)}/{total} chunks done'
+
+    inject(report, kills, random.Random(seed), lambda: cmd(out), lambda: len(markers()),
+           lambda: _record_partials(out), check, osp.join(work_dir, 'logs'),
+           startup_s=8.0, step_s=0.05, timeout_s=timeout_s, echo=echo)
+    if report.finished:
+        report.missing = total - len(markers())
+        changed = 0
+        for name in sorted(os.listdir(reference)):
+            if name.endswith('.npy'):
+                import numpy as np
+                a = np.load(osp.join(reference, name))
+                b = np.load(osp.join(out, name))
+                changed += int((a != b).sum()) if a.shape == b.shape else a.size
+        if changed:
+            report.problems.append(f'{changed} values differ from the record made without '
+                                   'kills')
+        with open(osp.join(out, 'header.json')) as f:
+            if not json.load(f).get('complete'):
+                report.problems.append('the header does not say complete')
+        if _record_partials(out):
+            report.problems.append(f'temporary files left: {sorted(_record_partials(out))}')
+        echo(f'[record] {report.missing} missing chunks, {report.duplicates} marked twice, '
+             f'{changed} changed values against the record made without kills')
+    return report

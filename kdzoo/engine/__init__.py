@@ -6,6 +6,8 @@ from .optim_constructor import DistillerOptimWrapperConstructor
 from .progress_hook import ProgressBarHook
 from .runner import Runner
 from .stage_hook import DistillStageHook
+from .teacher_record_hook import TeacherRecordHook
 
 __all__ = ['AtomicCheckpointHook', 'AutocastOptimWrapper', 'DataCheckHook', 'DistillerDDP',
-           'DistillerOptimWrapperConstructor', 'DistillStageHook', 'ProgressBarHook', 'Runner']
+           'DistillerOptimWrapperConstructor', 'DistillStageHook', 'ProgressBarHook', 'Runner',
+           'TeacherRecordHook']

@@ -260,4 +260,70 @@ def prepare_config(cfg):
     if isinstance(hooks, dict) and len(kept) != len(hooks):
         cfg = copy.deepcopy(cfg)
         cfg['default_hooks'] = drop_none_hooks(cfg['default_hooks'])
+    return resolve_record_path(wrap_replay_dataset(cfg))
+
+
+def uses_replay(loader_cfg):
+    """Whether a data loader config draws its samples through a ReplaySampler."""
+    sampler = (loader_cfg or {}).get('sampler') or {}
+    return isinstance(sampler, dict) and str(sampler.get('type', '')).split('.')[-1] in (
+        'ReplaySampler',)
+
+
+def wrap_replay_dataset(cfg):
+    """The training dataset wrapped in a ReplayDataset when its sampler is a
+    ReplaySampler (kdzoo.datasets.replay), so that configs and their children keep
+    writing the dataset itself (``train_dataloader.dataset.subset_ratio``)."""
+    loader = cfg.get('train_dataloader')
+    if not isinstance(loader, dict) or not uses_replay(loader):
+        return cfg
+    if ((cfg.get('randomness') or {}).get('diff_rank_seed')
+            and loader['sampler'].get('data_seed') is None):
+        # mmengine then gives the sampler no seed, and every run would draw data seed 0.
+        raise ValueError('randomness.diff_rank_seed=True gives ReplaySampler no run seed to '
+                         'draw the data stream from; set train_dataloader.sampler.data_seed '
+                         'to an integer (every process must share it)')
+    check_pair_batch(cfg)
+    dataset = loader.get('dataset')
+    if not isinstance(dataset, dict) or dataset.get('type') in ('ReplayDataset',
+                                                               'kdzoo.ReplayDataset'):
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg['train_dataloader']['dataset'] = dict(type='ReplayDataset',
+                                              dataset=cfg['train_dataloader']['dataset'])
     return cfg
+
+
+def resolve_record_path(cfg):
+    """``model.teacher_outputs`` with ``{data_seed}`` replaced by the run's data seed (the
+    sampler's ``data_seed``, else ``randomness.seed``), so that one setting serves a sweep
+    over seeds whose records are kept one per data seed."""
+    model = cfg.get('model')
+    path = model.get('teacher_outputs') if isinstance(model, dict) else None
+    if not isinstance(path, str) or '{' not in path:
+        return cfg
+    from kdzoo.records.fingerprint import data_seed_of
+    try:
+        resolved = path.format(data_seed=data_seed_of(cfg))
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(f'model.teacher_outputs={path!r}: the only field it may name is '
+                         '{data_seed}') from error
+    cfg = copy.deepcopy(cfg)
+    cfg['model']['teacher_outputs'] = resolved
+    return cfg
+
+
+def check_pair_batch(cfg):
+    """Per-pair mixing (ReplayClsDataPreprocessor, mix_mode='pair') mixes the two samples
+    of each pair of the epoch's order within one batch: an odd per-process batch would
+    split pairs, which is refused here, before anything is built."""
+    model = cfg.get('model') if isinstance(cfg.get('model'), dict) else {}
+    pre = model.get('data_preprocessor') or cfg.get('data_preprocessor') or {}
+    if (str(pre.get('type', '')).split('.')[-1] != 'ReplayClsDataPreprocessor'
+            or not pre.get('batch_augments') or pre.get('mix_mode', 'pair') != 'pair'):
+        return
+    batch = cfg['train_dataloader'].get('batch_size')
+    if isinstance(batch, int) and batch % 2:
+        raise ValueError(f"train_dataloader.batch_size={batch}: mixup/cutmix per pair "
+                         "(data_preprocessor.mix_mode='pair') needs an even batch per "
+                         f'process; use {batch + 1} or {batch - 1}')

@@ -5,6 +5,7 @@ from .connectors import ConvConnector
 from .distill_term import DistillTerm
 from .distiller import Distiller
 from .recorder import FeatureRecorder
+from .replay_preprocessor import ReplayClsDataPreprocessor
 from .sources import DEFAULT_BINDINGS, Source, parse_source
 from .students.dearkd import DearKD
 from .students.deit import DeiT
@@ -14,5 +15,5 @@ from .students import timm_registry  # noqa: F401  (timm.create_model('dearkd_ti
 from .teacher import Teacher
 
 __all__ = ['Aligner', 'Classifier', 'CifarResNet', 'ConvConnector', 'DEFAULT_BINDINGS',
-           'DearKD', 'DeiT', 'DistillTerm', 'Distiller', 'FeatureRecorder', 'MHCA', 'Source',
-           'Teacher', 'parse_source', 'timm_model']
+           'DearKD', 'DeiT', 'DistillTerm', 'Distiller', 'FeatureRecorder', 'MHCA',
+           'ReplayClsDataPreprocessor', 'Source', 'Teacher', 'parse_source', 'timm_model']

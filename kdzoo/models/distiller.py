@@ -6,12 +6,14 @@ a stage schedule (:class:`~kdzoo.engine.stage_hook.DistillStageHook`) that sets 
 terms are active and with what weight multiplier.
 """
 import torch
+from mmengine.logging import MMLogger
 
 from kdzoo.registry import MODELS
 from .classifier import Classifier, has_dist_head
 from .connectors import fill_sizes, missing_sizes
 from .distill_term import (DistillTerm, bind_arguments, build_loss, check_term_keys,
                            counterpart)
+from .recorded_teacher import RecordedTeacher
 from .recorder import FeatureRecorder
 from .sources import check_layer_source
 
@@ -38,6 +40,10 @@ class Distiller(Classifier):
     connectors, and loading one keeps the teacher's own weights. It sees exactly the student's
     batch, after mixup/cutmix, as in DeiT.
 
+    With ``teacher_outputs`` (an offline teacher) ``teacher.logits`` is read from a record
+    of the teacher's outputs on the same replayed batches instead (:mod:`kdzoo.models.
+    recorded_teacher`), and the network is built only if a term reads its layers.
+
     Args:
         student: the student's config (see :class:`Classifier`).
         teacher: a :class:`Teacher` config; needed when a term reads the teacher. When a
@@ -57,13 +63,23 @@ class Distiller(Classifier):
         eval_teacher: validation and test also report the teacher's own accuracy
             (``teacher/top1``, ...; see :meth:`predict`). Only a teacher with weights and
             the student's class count is evaluated.
+        teacher_outputs: an offline teacher: the folder of a teacher record
+            (``tools/record_teacher.py``) from which ``teacher.logits`` is read, by each
+            training sample's epoch and position (the training loader must use
+            ``ReplaySampler``); see :mod:`kdzoo.models.recorded_teacher`. The teacher
+            network is then built only when a term reads one of its layers or
+            ``verify_every > 0``; ``teacher`` stays the config the record was made from
+            (:class:`~kdzoo.engine.TeacherRecordHook` checks that it is).
+        verify_every: with ``teacher_outputs``, every N training steps the teacher also
+            runs online and the record must agree with it; 0 (default) never.
         criterion, data_preprocessor, compile: as in :class:`Classifier`; ``compile``
             compiles the student and the teacher network.
     """
 
     def __init__(self, student=None, teacher=None, distill=None, distill_loss=None, alpha=0.5,
                  idle_dist_head='labels', criterion=None, data_preprocessor=None,
-                 init_cfg=None, compile=False, eval_teacher=True, **kwargs):
+                 init_cfg=None, compile=False, eval_teacher=True, teacher_outputs=None,
+                 verify_every=0, **kwargs):
         legacy = sorted(set(kwargs) & {'hidden_distill', 'stage2_dist_target'})
         if legacy:
             raise TypeError(f'Distiller: {legacy} were replaced by named terms: write each '
@@ -77,9 +93,15 @@ class Distiller(Classifier):
             raise ValueError(f'idle_dist_head must be one of {IDLE_DIST_HEAD}, got '
                              f'{idle_dist_head!r}')
         self.idle_dist_head = idle_dist_head
-        self.teacher = MODELS.build(teacher) if teacher is not None else None
+        if teacher_outputs is None and verify_every:
+            raise ValueError('verify_every checks a teacher record against the teacher; it '
+                             'needs model.teacher_outputs=PATH')
+        self.recorded_teacher = (RecordedTeacher(teacher_outputs, verify_every, teacher)
+                                 if teacher_outputs is not None else None)
         specs = self._term_specs(distill, distill_loss, alpha)
         bindings = {name: self._bind(name, spec) for name, spec in specs.items()}
+        self.teacher = (MODELS.build(teacher) if self._builds_teacher(teacher, bindings)
+                        else None)
         self._check_sources(bindings)
         self._make_recorders(bindings)
         shapes = self._layer_shapes(specs)
@@ -100,6 +122,8 @@ class Distiller(Classifier):
         self._teacher_comparable = None
         if any(t.reads('teacher.logits') for t in self.terms.values()):
             self._check_classes()
+        if self.recorded_teacher is not None:
+            self.recorded_teacher.check_terms(self.terms)
         self._register_state_dict_hook(_drop_teacher)
         self._register_load_state_dict_pre_hook(self._keep_own_teacher)
         if self.compile_cfg is not None:
@@ -129,6 +153,29 @@ class Distiller(Classifier):
             specs[name] = cfg
         return specs
 
+    def _builds_teacher(self, teacher, bindings):
+        """Whether the teacher network is built: always online; with a record only when
+        a term reads one of its layers or the record is verified against it."""
+        recorded = self.recorded_teacher
+        if recorded is not None and teacher is None and recorded.verify_every:
+            raise ValueError('verify_every runs the teacher to check the record against it; '
+                             'give the model.teacher the record was made with')
+        if teacher is None or recorded is None:
+            return teacher is not None
+        layers = sorted({s.text for _, bound in bindings.values() for s in bound.values()
+                         if s.network == 'teacher' and s.is_layer})
+        if layers or recorded.verify_every:
+            why = (f'terms read its layers {layers}' if layers
+                   else f'verify_every={recorded.verify_every}')
+            MMLogger.get_current_instance().info(
+                f'teacher logits read from {recorded.describe()}; the teacher network is '
+                f'built too: {why}')
+            return True
+        MMLogger.get_current_instance().info(
+            f'teacher logits read from {recorded.describe()}; the teacher network is not '
+            'built or loaded (no term reads its layers, verify_every=0)')
+        return False
+
     def _bind(self, name, spec):
         loss = build_loss(name, spec['loss'])
         bound = bind_arguments(name, loss, dict(spec.get('inputs') or {}),
@@ -146,7 +193,9 @@ class Distiller(Classifier):
         for name, (_, bound) in bindings.items():
             for argument, source in bound.items():
                 where = f'distillation term {name!r}, input {argument!r}'
-                if source.network == 'teacher' and self.teacher is None:
+                if (source.network == 'teacher' and self.teacher is None
+                        and not (source.text == 'teacher.logits'
+                                 and self.recorded_teacher is not None)):
                     raise ValueError(f'{where} reads {source.text!r} but the Distiller has no '
                                      'teacher; give model.teacher')
                 if source.text == 'student.dist_logits' and not has_dist_head(self.student):
@@ -216,6 +265,10 @@ class Distiller(Classifier):
         return connectors
 
     def _check_classes(self):
+        if self.recorded_teacher is not None:
+            self.recorded_teacher.check_classes(self.num_classes)
+            if self.teacher is None:
+                return
         size = input_size(self.student)
         n_teacher = self.teacher.num_classes(size=size[-1])
         if n_teacher != self.num_classes:
@@ -267,7 +320,10 @@ class Distiller(Classifier):
             cls_logits, dist_logits = self.heads(inputs)
         values = {'student.cls_logits': cls_logits, 'student.dist_logits': dist_logits,
                   'student.logits': dist_logits if dist_logits is not None else cls_logits}
-        if any(s.network == 'teacher' for s in sources):
+        if self.recorded_teacher is not None:
+            values.update(self._recorded_values(inputs, data_samples, sources,
+                                                layer_keys['teacher']))
+        elif any(s.network == 'teacher' for s in sources):
             with self.teacher_recorder.recording(layer_keys['teacher']):
                 values['teacher.logits'] = self.teacher_logits(inputs)
         targets = self.targets(data_samples)
@@ -308,6 +364,21 @@ class Distiller(Classifier):
             self.teacher_recorder.outputs = {}
         return losses
 
+    def _recorded_values(self, inputs, data_samples, sources, teacher_layers):
+        """``teacher.logits`` from the record; the teacher network runs only for the
+        layers that active terms read, and on the steps that ``verify_every`` checks."""
+        recorded = self.recorded_teacher
+        values, online = {}, None
+        if teacher_layers:
+            with self.teacher_recorder.recording(teacher_layers):
+                online = self.teacher_logits(inputs)
+        if any(s.text == 'teacher.logits' for s in sources):
+            values['teacher.logits'] = recorded.logits(data_samples, inputs.device)
+            if recorded.due():
+                recorded.verify(self.teacher_logits(inputs) if online is None else online,
+                                data_samples)
+        return values
+
     # ----- evaluation -------------------------------------------------------------------
     def predict(self, inputs, data_samples=None):
         """The student's predictions (:meth:`Classifier.predict`) and, in validation and
@@ -323,6 +394,11 @@ class Distiller(Classifier):
         samples = super().predict(inputs, data_samples)
         if (data_samples is None or not self._evaluates_teacher()
                 or not all('gt_label' in s for s in samples)):
+            return samples
+        if self.teacher is None:  # an offline teacher: its recorded ranks
+            ranks = self.recorded_teacher.ranks([s.metainfo.get('img_path') for s in samples])
+            for sample, rank in zip(samples, ranks):
+                sample.set_field(torch.tensor(rank), 'teacher_rank', field_type='data')
             return samples
         keys = [_sample_key(s) for s in samples]
         todo = [i for i, k in enumerate(keys) if k is None or k not in self._teacher_ranks]
@@ -341,7 +417,18 @@ class Distiller(Classifier):
         return samples
 
     def _evaluates_teacher(self):
-        if not self.eval_teacher or self.teacher is None:
+        if not self.eval_teacher:
+            return False
+        recorded = self.recorded_teacher
+        if self.teacher is None and recorded is not None:
+            if self._teacher_comparable is None:
+                self._teacher_comparable = not recorded.random_init and recorded.has_val_ranks
+                if not recorded.random_init and not recorded.has_val_ranks:
+                    MMLogger.get_current_instance().warning(
+                        f'{recorded.path} has no validation ranks (val.json): the '
+                        "teacher's accuracy is not reported")
+            return self._teacher_comparable
+        if self.teacher is None:
             return False
         if self._teacher_comparable is None:
             # A teacher without weights (random initialisation, e.g. for a speed test) or

@@ -3,10 +3,16 @@
 # Speed only (samples and results are the same without them): the decoded images are kept
 # in memory (150 MB for the 50,000 training images), and the workers stack each batch into
 # one tensor (default_collate), which they hand over much faster than 128 separate ones.
+# Replayable (kdzoo/datasets/replay.py): every random draw of a training sample comes from
+# (data seed, epoch, sample id) and mixup/cutmix mix the pairs of the epoch's order, so a
+# teacher's outputs can be recorded once and replayed (tools/record_teacher.py), and 1 or
+# 8 processes with the same global batch see the same batches. The data seed is the run's
+# seed unless the sampler's data_seed says otherwise.
 dataset_type = 'ImageFolderSubset'
 data_root = 'data/cifar10'
 data_preprocessor = dict(
-    type='ClsDataPreprocessor',
+    type='ReplayClsDataPreprocessor',
+    mix_mode='pair',  # 'batch': DeiT's one lam per batch (replays at a fixed world size)
     num_classes=10,
     mean=[125.307, 122.961, 113.8575],
     std=[51.5865, 50.847, 51.255],
@@ -31,7 +37,7 @@ train_dataloader = dict(
     batch_size=128,
     num_workers=2,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='ReplaySampler', shuffle=True, data_seed=None),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train',
                  pipeline=train_pipeline, cache_decoded=True),
