@@ -99,6 +99,8 @@ def test_values_without_dicts_keep_mmengines_reading():
     assert parse_option_value('(1,2)') == (1, 2)
     assert parse_option_value('None') is None and parse_option_value('True') is True
     assert parse_option_value('DeiT') == 'DeiT' and parse_option_value('0.5') == 0.5
+    # braces inside a plain value are text (model.teacher_outputs=...seed{data_seed})
+    assert parse_option_value('records/x_seed{data_seed}') == 'records/x_seed{data_seed}'
 
 
 @pytest.mark.parametrize('value,message', [

@@ -155,6 +155,24 @@ def test_a_record_trains_exactly_as_the_online_teacher(runs):
         assert torch.allclose(offline.weights[key], value, rtol=1e-5, atol=1e-7), key
 
 
+def test_a_building_the_teacher_draws_nothing_from_the_runs_generator(setup, record, tmp_path):
+    """Online and offline are the same run only if building the teacher network (online)
+    leaves the global generator where not building it (offline) does: the student's
+    drop-path and dropout, and the loaders' worker seeds, draw from it afterwards. (The
+    tiny student above has no drop-path, so the 50-step comparison cannot see this.)"""
+    from mmengine.registry import DefaultScope
+    DefaultScope.get_instance(f'offline_{uuid.uuid4().hex[:8]}', scope_name='kdzoo')
+    after = []
+    for options in ({}, {'model.teacher_outputs': record}):
+        cfg = load_cfg(setup['config'], tmp_path, **options)
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        assert (model.teacher is None) == bool(options)
+        after.append(torch.rand(4))
+    assert torch.equal(*after)
+
+
 def test_a_another_records_views_change_the_losses(setup, record, tmp_path):
     """The comparison above can fail: a record whose epochs are rolled by one (epoch e
     holds epoch e+1's outputs) gives other losses from the first step on."""

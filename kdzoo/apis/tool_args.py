@@ -9,7 +9,8 @@ which mmengine's parser cannot read (it recurses until Python stops it):
     --cfg-options "synthesis.synthesizer.stages=[dict(size=16, iterations=10)]"
     --cfg-options 'model.distill.dkd={"loss": {"type": "DKDLoss"}, "weight": 0.5}'
 
-A value with ``dict(`` or ``{`` in it is read as a Python literal (numbers, strings,
+A value that starts with ``[``, ``(``, ``{`` or ``dict(`` and holds ``dict(`` or ``{`` is
+read as a Python literal (numbers, strings,
 True/False/None, lists, tuples, dicts and ``dict(key=value, ...)``; JSON's
 true/false/null too) and nothing is evaluated. Longer structures are better written in a
 child config (``_base_ = ['kdzoo::deit/deit_micro_cifar10.py']`` plus the lines that
@@ -68,7 +69,10 @@ def _literal(node, text):
 def parse_option_value(text):
     """A ``--cfg-options`` value: a Python literal when it holds a dict, else what
     mmengine's ``DictAction`` makes of it."""
-    if 'dict(' not in text and '{' not in text:
+    stripped = text.strip()
+    structure = stripped[:1] in ('[', '(', '{') or stripped.startswith('dict(')
+    if ('dict(' not in text and '{' not in text) or not structure:
+        # Braces inside a plain value are text: a path with a {data_seed} field.
         return DictAction._parse_iterable(text)
     try:
         tree = ast.parse(text.strip(), mode='eval')

@@ -100,8 +100,13 @@ class Distiller(Classifier):
                                  if teacher_outputs is not None else None)
         specs = self._term_specs(distill, distill_loss, alpha)
         bindings = {name: self._bind(name, spec) for name, spec in specs.items()}
-        self.teacher = (MODELS.build(teacher) if self._builds_teacher(teacher, bindings)
-                        else None)
+        self.teacher = None
+        if self._builds_teacher(teacher, bindings):
+            # Built under a generator of its own: whether the teacher network is built
+            # (online) or not (from a record) must not change the student's
+            # initialisation or any later random draw of the run.
+            with torch.random.fork_rng(devices=[]):
+                self.teacher = MODELS.build(teacher)
         self._check_sources(bindings)
         self._make_recorders(bindings)
         shapes = self._layer_shapes(specs)
