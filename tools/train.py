@@ -98,10 +98,14 @@ def main(argv=None):
     if missing:
         raise SystemExit('\n'.join(missing))
     distributed = init_distributed(args.launcher)
-    runner = Runner.from_cfg(cfg)
-    for note in unread:
-        runner.logger.warning(note)
-    runner.train()
+    from kdzoo.records import RecordError
+    try:  # a teacher record that does not serve this run: one line, before any step
+        runner = Runner.from_cfg(cfg)
+        for note in unread:
+            runner.logger.warning(note)
+        runner.train()
+    except RecordError as e:
+        raise SystemExit(f'{type(e).__name__}: {e}') from None
     finish_distributed(distributed)
     return runner
 

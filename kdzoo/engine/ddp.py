@@ -17,8 +17,8 @@ class DistillerDDP(MMDistributedDataParallel):
     autograd graph costs on every step and makes torch warn at every run.
     """
 
-    def __init__(self, module, detect_anomalous_params=False, broadcast_buffers=False,
-                 find_unused_parameters=False, **kwargs):
+    def __init__(self, module, detect_anomalous_params=False, find_unused_parameters=False,
+                 **kwargs):
         if not torch.cuda.is_available() or next(module.parameters()).device.type == 'cpu':
             kwargs.pop('device_ids', None)
             kwargs.pop('output_device', None)
@@ -27,7 +27,10 @@ class DistillerDDP(MMDistributedDataParallel):
             names = [f'teacher.{n}' for n, _ in teacher.named_parameters()]
             names += [f'teacher.{n}' for n, _ in teacher.named_buffers()]
             self._set_params_and_buffers_to_ignore_for_model(module, names)
+        if 'broadcast_buffers' not in kwargs:
+            # Buffers are not re-broadcast before every forward (torch 2.14 deprecates
+            # broadcast_buffers, and warns at every run that passes it).
+            kwargs.setdefault('forward_sync_buffers', False)
         super().__init__(module=module, detect_anomalous_params=detect_anomalous_params,
-                         broadcast_buffers=broadcast_buffers,
                          find_unused_parameters=find_unused_parameters, **kwargs)
 

@@ -143,11 +143,13 @@ def _atomic_write(path, text):
 
 
 def flatten(d, prefix=''):
-    """{'a.b.c': value} of nested dicts (lists kept whole)."""
+    """{'a.b.3.c': value} of nested dicts and lists (a list item by its index), so a
+    difference is named down to the setting, e.g. ``dataset.pipeline.3.magnitude_level``."""
     out = {}
-    for key, value in dict(d).items():
+    items = enumerate(d) if isinstance(d, (list, tuple)) else dict(d).items()
+    for key, value in items:
         name = f'{prefix}{key}'
-        if isinstance(value, dict):
+        if isinstance(value, (dict, list, tuple)) and value:
             out.update(flatten(value, name + '.'))
         else:
             out[name] = value
