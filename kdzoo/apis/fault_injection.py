@@ -51,22 +51,29 @@ def _write(path, text):
     return path
 
 
-def train_config(root, data_root, max_epochs):
+def tiny_distill_config(root, data_root, name, max_epochs, batch_size, per_class, extra=''):
+    """A tiny distillation config (tiny seeded teacher and student, gloo) on ``data_root``,
+    written as ROOT/NAME.py; ``extra`` lines are appended."""
     teacher = tiny_teacher(osp.join(root, 'teacher.pth'))
     model = dict(student=TINY_STUDENT, teacher=dict(model=dict(depth=8, widths=(8, 16, 32)),
                                                    checkpoint=teacher))
-    return _write(osp.join(root, 'tiny_train.py'), f'''
+    return _write(osp.join(root, f'{name}.py'), f'''
         _base_ = [{find_config('deit_ti_distilled_cifar10')!r}]
         model = {model!r}
-        train_dataloader = dict(batch_size=10, num_workers=0, persistent_workers=False,
-                                dataset=dict(data_root={data_root!r}, per_class=1))
+        train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
+                                dataset=dict(data_root={data_root!r}, per_class={per_class}))
         val_dataloader = dict(batch_size=25, num_workers=0, persistent_workers=False,
                               dataset=dict(data_root={data_root!r}))
         test_dataloader = val_dataloader
         train_cfg = dict(max_epochs={max_epochs}, val_interval={max_epochs + 1})
+        env_cfg = dict(dist_cfg=dict(backend='gloo'))
+    ''' + extra)
+
+
+def train_config(root, data_root, max_epochs):
+    return tiny_distill_config(root, data_root, 'tiny_train', max_epochs, 10, 1, '''
         default_hooks = dict(logger=dict(interval=1), progress_bar=dict(disable=True),
                              checkpoint=dict(interval=1, max_keep_ckpts=3))
-        env_cfg = dict(dist_cfg=dict(backend='gloo'))
     ''')
 
 
@@ -285,21 +292,7 @@ RECORD_PER_CLASS = 2  # 20 training images: 20 positions, 5 chunks per epoch
 
 
 def record_config(root, data_root, epochs):
-    teacher = tiny_teacher(osp.join(root, 'teacher.pth'))
-    model = dict(student=TINY_STUDENT, teacher=dict(model=dict(depth=8, widths=(8, 16, 32)),
-                                                   checkpoint=teacher))
-    return _write(osp.join(root, 'tiny_record.py'), f'''
-        _base_ = [{find_config('deit_ti_distilled_cifar10')!r}]
-        model = {model!r}
-        train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                                dataset=dict(data_root={data_root!r},
-                                             per_class={RECORD_PER_CLASS}))
-        val_dataloader = dict(batch_size=25, num_workers=0, persistent_workers=False,
-                              dataset=dict(data_root={data_root!r}))
-        test_dataloader = val_dataloader
-        train_cfg = dict(max_epochs={epochs}, val_interval={epochs + 1})
-        env_cfg = dict(dist_cfg=dict(backend='gloo'))
-    ''')
+    return tiny_distill_config(root, data_root, 'tiny_record', epochs, 4, RECORD_PER_CLASS)
 
 
 def _record_partials(out):
