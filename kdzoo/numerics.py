@@ -17,6 +17,7 @@ creator's, so torch's OpenMP workers created before the flag was set keep the ol
 (``omp_pause_resource_all``), so that the next parallel region starts new ones, which
 copy the new mode.
 """
+import contextlib
 import ctypes
 import os
 import sys
@@ -179,4 +180,59 @@ def default_precision(cfg, device, amp=False, fp32=False):
         raise ValueError(f'env_cfg.precision must be one of {PRECISIONS}, got {precision!r}')
     if precision == 'auto':
         return 'bf16' if device_has_native_bf16(device) else 'fp32'
+    return precision
+
+
+def autocast_for(precision, device):
+    """The context a forward pass of a run of ``precision`` ('bf16' or 'fp32') takes on
+    ``device``: bf16 autocast, or none."""
+    if precision == 'bf16':
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_device():
+    """The device a run takes: 'cuda' where torch sees a GPU, else 'cpu'."""
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+_AUTOCAST_WRAPPERS = ('AutocastOptimWrapper', 'AmpOptimWrapper')
+_AUTOCAST_LOOPS = {'val_cfg': ('ValLoop', 'AutocastValLoop'),
+                   'test_cfg': ('TestLoop', 'AutocastTestLoop')}
+
+
+def apply_precision(cfg, device=None, amp=False, fp32=False):
+    """Resolve a run's precision (:func:`default_precision`) and set the config up for it,
+    in place: ``env_cfg.precision`` becomes 'bf16' or 'fp32'; under bf16 the optimizer
+    wrapper autocasts the training step (``kdzoo.AutocastOptimWrapper``) and validation and
+    testing run under bf16 autocast (``kdzoo.AutocastValLoop``/``AutocastTestLoop``);
+    under fp32 they are plain. A teacher without a ``bf16`` key follows the run. Idempotent;
+    returns the precision."""
+    precision = default_precision(cfg, device or run_device(), amp, fp32)
+    if cfg.get('env_cfg') is None:
+        cfg['env_cfg'] = {}
+    cfg['env_cfg']['precision'] = precision
+    bf16 = precision == 'bf16'
+    wrapper = cfg.get('optim_wrapper')
+    if isinstance(wrapper, dict):
+        kind = str(wrapper.get('type', 'OptimWrapper')).split('.')[-1]
+        if bf16 and kind not in _AUTOCAST_WRAPPERS:
+            wrapper['type'] = 'kdzoo.AutocastOptimWrapper'
+            wrapper.setdefault('dtype', 'bfloat16')
+        elif not bf16 and kind in _AUTOCAST_WRAPPERS:
+            wrapper['type'] = 'OptimWrapper'
+            wrapper.pop('dtype', None)
+    for key, (plain, autocast) in _AUTOCAST_LOOPS.items():
+        loop = cfg.get(key)
+        if not isinstance(loop, dict):
+            continue  # no such loop (None), or a loop object built by the caller
+        kind = str(loop.get('type', plain)).split('.')[-1]
+        if kind not in (plain, autocast):
+            continue  # a loop of the user's own: its precision is its own business
+        if bf16:
+            loop['type'] = f'kdzoo.{autocast}'
+            loop.pop('fp16', None)
+        else:
+            loop.pop('type', None) if kind == autocast else None
+            loop.pop('fp16', None)
     return precision

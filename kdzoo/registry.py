@@ -56,7 +56,7 @@ PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mmpre.PARAM_SCHEDULERS
 VISBACKENDS = Registry('vis_backend', parent=mmpre.VISBACKENDS, scope=SCOPE)
 VISUALIZERS = Registry('visualizer', parent=mmpre.VISUALIZERS, scope=SCOPE)
 LOG_PROCESSORS = Registry('log processor', parent=mmpre.LOG_PROCESSORS, scope=SCOPE)
-LOOPS = Registry('loop', parent=mmpre.LOOPS, scope=SCOPE)
+LOOPS = Registry('loop', parent=mmpre.LOOPS, scope=SCOPE, locations=['kdzoo.engine'])
 EVALUATORS = Registry('evaluator', parent=mmpre.EVALUATORS, scope=SCOPE)
 WEIGHT_INITIALIZERS = Registry('weight initializer', parent=mmpre.WEIGHT_INITIALIZERS,
                                scope=SCOPE)

@@ -104,10 +104,13 @@ def test_flags_win_over_the_config(monkeypatch):
         numerics.default_precision(cfg_with('fp16'), 'cpu')
 
 
-def test_shipped_default_is_float32():
+def test_shipped_default_is_bf16_where_native(monkeypatch):
     from conftest import config_path
     cfg = Config.fromfile(config_path('deit_micro_cifar10'))
-    assert cfg.env_cfg.precision == 'fp32'
+    assert cfg.env_cfg.precision == 'auto'
+    monkeypatch.setattr(numerics, 'cpu_has_native_bf16', lambda: True)
+    assert numerics.default_precision(cfg, 'cpu') == 'bf16'
+    monkeypatch.setattr(numerics, 'cpu_has_native_bf16', lambda: False)
     assert numerics.default_precision(cfg, 'cpu') == 'fp32'
 
 
@@ -128,7 +131,8 @@ def test_train_tool_takes_the_precision(tmp_path, cifar_tiny, monkeypatch):
         args = train.parse_args([cfg_file, '--work-dir', str(tmp_path), *argv])
         return train.merge_args(Config.fromfile(cfg_file), args).optim_wrapper
 
-    assert merged().type != 'kdzoo.AutocastOptimWrapper'  # shipped default: float32
+    monkeypatch.setattr(numerics, 'cpu_has_native_bf16', lambda: False)
+    assert merged().type != 'kdzoo.AutocastOptimWrapper'  # 'auto' without native bf16
     assert merged('--cfg-options', 'env_cfg.precision=bf16').type == \
         'kdzoo.AutocastOptimWrapper'
     monkeypatch.setattr(numerics, 'cpu_has_native_bf16', lambda: True)
@@ -143,8 +147,8 @@ def test_train_tool_takes_the_precision(tmp_path, cifar_tiny, monkeypatch):
 
 
 def test_test_tool_takes_the_precision(tmp_path, cifar_tiny, monkeypatch):
-    """tools/test.py: env_cfg.precision=bf16 turns on mmengine's test-loop autocast, --fp32
-    turns it off again."""
+    """tools/test.py: env_cfg.precision=bf16 tests under bf16 autocast (kdzoo's
+    AutocastTestLoop), --fp32 in the plain loop."""
     test = load_tool('test')
     cfg_file = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny, per_class=1)
     seen = {}
@@ -159,11 +163,12 @@ def test_test_tool_takes_the_precision(tmp_path, cifar_tiny, monkeypatch):
     monkeypatch.setattr('kdzoo.engine.Runner.from_cfg', stop)
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'')
-    for argv, fp16 in ((['--cfg-options', 'env_cfg.precision=bf16'], True),
-                       (['--fp32', '--cfg-options', 'env_cfg.precision=bf16'], False)):
+    for argv, loop in ((['--cfg-options', 'env_cfg.precision=bf16'], 'kdzoo.AutocastTestLoop'),
+                       (['--fp32', '--cfg-options', 'env_cfg.precision=bf16'], None)):
         with pytest.raises(Stop):
             test.main([cfg_file, str(ckpt), '--work-dir', str(tmp_path), *argv])
-        assert seen['test_cfg'].get('fp16') is fp16
+        assert seen['test_cfg'].get('type') == loop
+        assert 'fp16' not in seen['test_cfg']
 
 
 def test_bf16_precision_trains_under_autocast(tmp_path, cifar_tiny):

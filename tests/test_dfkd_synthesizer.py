@@ -179,6 +179,28 @@ def test_bf16_autocast_runs(teacher):
     assert torch.isfinite(result.losses['total']).all()
 
 
+def test_a_channels_last_teacher_gets_channels_last_inputs(teacher):
+    """Teacher(channels_last=True): the synthesizer hands it channels-last images (no
+    layout conversion inside the network) and makes the same images up to rounding."""
+    wrapped = {}
+    for cl in (False, True):
+        wrapped[cl] = MODELS.build(dict(type='Teacher', random_init=True, model=tiny_resnet(),
+                                        channels_last=cl))
+        wrapped[cl].model.load_state_dict(teacher.state_dict())
+    layouts = []
+    conv = next(m for m in wrapped[True].model.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_pre_hook(lambda m, args: layouts.append(
+        args[0].is_contiguous(memory_format=torch.channels_last)))
+    try:
+        fast = synthesizer().synthesize(wrapped[True], LABELS, 2)
+    finally:
+        handle.remove()
+    assert layouts and all(layouts)
+    plain = synthesizer().synthesize(wrapped[False], LABELS, 2)
+    assert (fast.images.int() - plain.images.int()).abs().max() <= 1
+    assert torch.allclose(fast.losses['total'], plain.losses['total'], rtol=1e-3)
+
+
 @pytest.mark.parametrize('stages,match', [
     ([], 'non-empty'),
     ([dict(size=16, iterations=1), dict(size=8, iterations=1)], 'previous'),

@@ -19,6 +19,7 @@ from mmengine.hooks import Hook
 
 from conftest import build_runner, load_tool, save_tiny_teacher, write_tiny_distill_config
 from kdzoo.datasets.replay import replay_keys
+from kdzoo.numerics import autocast_for
 from kdzoo.records import RecordError, TeacherRecord, run_fingerprint
 from kdzoo.registry import HOOKS, MODELS
 
@@ -104,7 +105,8 @@ def make_record(cfg, out, epochs=RECORD_EPOCHS, kind='logits', k=None, dtype='fl
     record = TeacherRecord.create(str(out), fingerprint, epochs, positions, 10, kind=kind,
                                   k=k, dtype=dtype, chunk=positions)
     record.make_files()
-    with torch.no_grad():
+    # The teacher at the run's precision, as the online run has it (kdzoo record-teacher too).
+    with torch.no_grad(), autocast_for(runner.cfg.env_cfg.precision, 'cpu'):
         for epoch in range(epochs):
             sampler.set_epoch(epoch)
             outputs = torch.full((positions, 10), float('nan'))

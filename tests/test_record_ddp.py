@@ -29,8 +29,10 @@ PROBE = 'kdzoo_record_ddp_probe'
 # by the root of the squared gradients: a gradient that is zero up to rounding, such as
 # that of the attention's key bias, takes a step of about lr in a direction the rounding
 # decides). The soft loss reads every logit of the record, not only its argmax. The tiny
-# student has no dropout or drop path.
+# student has no dropout or drop path. float32: under bf16 autocast a batch of 2B and two
+# of B round differently, far beyond the float32 bound below.
 SETTINGS = '''
+env_cfg = dict(precision='fp32')
 model['distill_loss'] = dict(type='SoftDistillLoss')
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='SGD', lr=0.2, momentum=0.9,
                                     weight_decay=0.05))

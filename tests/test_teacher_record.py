@@ -106,7 +106,8 @@ def test_record_equals_the_teacher_on_the_runners_training_batches(tiny_config, 
                                               dict(kind='logits', k=None, dtype='float16'))
     seen = {e: [] for e in range(EPOCHS)}
     mixed = 0
-    with torch.no_grad():
+    from kdzoo.numerics import autocast_for  # the teacher at the run's precision
+    with torch.no_grad(), autocast_for(runner.cfg.env_cfg.precision, 'cpu'):
         for epoch in range(EPOCHS):
             loader.sampler.set_epoch(epoch)
             for data in loader:

@@ -64,6 +64,28 @@ def test_benchmark_measures_with_and_without_teacher(tmp_path, cifar_tiny, capsy
     assert 'images/s' in out and 'peak memory' in out and 'teacher overhead' in out
 
 
+def test_benchmark_takes_the_run_precision(tmp_path, cifar_tiny, capsys, monkeypatch):
+    """Each variant trains at the run's precision: --fp32, --amp, or the config's ('auto'
+    follows the CPU's flags); the header names it with the device."""
+    import mmengine.optim
+    benchmark = load_tool('benchmark')
+    cfg_file = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny)
+    wrappers = []
+    build = mmengine.optim.build_optim_wrapper
+    monkeypatch.setattr(mmengine.optim, 'build_optim_wrapper', lambda model, cfg: (
+        wrappers.append(cfg['type']), build(model, cfg))[1])
+    import kdzoo.numerics as numerics
+    monkeypatch.setattr(numerics, 'cpu_has_native_bf16', lambda: False)
+    for flags, precision, wrapper in ((['--fp32'], 'fp32', 'OptimWrapper'),
+                                      (['--amp'], 'bf16', 'kdzoo.AutocastOptimWrapper'),
+                                      ([], 'fp32', 'OptimWrapper')):
+        wrappers.clear()
+        benchmark.main([cfg_file, '--batch-size', '2', '--iters', '1', '--warmup', '0',
+                        '--rounds', '1', *flags])
+        assert f'precision {precision},' in capsys.readouterr().out
+        assert wrappers == [wrapper]
+
+
 def test_benchmark_student_alone_skips_the_teacher(tmp_path, cifar_tiny, monkeypatch):
     benchmark = load_tool('benchmark')
     cfg_file = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny)

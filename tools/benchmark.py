@@ -2,13 +2,15 @@
 without the teacher, measured side by side in one process.
 
     kdzoo benchmark CONFIG [CONFIG ...] [--batch-size 64] [--iters 20]
-                          [--warmup 3] [--rounds 2] [--threads N] [--amp] [--compile]
+                          [--warmup 3] [--rounds 2] [--threads N] [--amp | --fp32] [--compile]
                           [--teacher-dtype float32] [--cfg-options KEY=VALUE ...]
 
 Each variant (a distiller with its terms on, then its student alone with every term off
 and the teacher not run; a plain classifier once) runs the real training step
 (preprocessing, mixup/cutmix, forward, backward, optimizer) on synthetic images of the
-config's resolution, so data loading is not measured. Variants run in interleaved rounds,
+config's resolution, so data loading is not measured. Precision: each config's
+``env_cfg.precision`` ('auto': bf16 autocast on a CPU with AVX512-BF16/AMX-BF16 and on
+GPUs with bf16), or ``--amp``/``--fp32`` for all. Variants run in interleaved rounds,
 so their ratios (to the first row) are measured side by side. Teacher weights are not
 loaded: they do not change the cost. On a GPU the student-alone rows also give the model
 FLOPs utilisation: the model zoo's counted FLOPs (model-index.yml) of a training
@@ -27,7 +29,8 @@ import time
 
 import torch
 
-from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_precision_flags,
+                                  tool_parser)
 
 EXAMPLES = ('kdzoo benchmark deit_s deit_s_distilled dearkd_s --batch-size 8 --threads 1',
             'kdzoo benchmark configs/deit/deit_micro_distilled_cifar10.py --amp',
@@ -42,13 +45,14 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps per variant and round')
     parser.add_argument('--rounds', type=int, default=2, help='interleaved rounds')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (CPU)')
-    parser.add_argument('--amp', action='store_true', help='bf16 autocast')
+    add_precision_flags(parser, 'every variant')
     parser.add_argument('--compile', action='store_true',
                         help='also measure every variant with the student and the teacher '
                         'compiled (torch.compile; the warm-up steps include compiling)')
     parser.add_argument('--teacher-dtype', choices=['config', 'float32', 'bfloat16'],
-                        default='config', help="the teacher's precision: the config's, or "
-                        'one for every config (float32 on a CPU without native bf16)')
+                        default='config', help="the teacher's precision: the config's (a "
+                        "teacher without a bf16 key runs at the run's precision), or one for "
+                        'every config')
     parser.add_argument('--offline', action='store_true',
                         help='also measure each distilled config trained from a teacher record '
                         '(model.teacher_outputs), and the teacher pass with and without '
@@ -87,6 +91,21 @@ def model_flops_utilisation(images_per_s, macs_per_image, peak_tflops):
     return images_per_s * 3 * 2 * macs_per_image / (peak_tflops * 1e12)
 
 
+def device_name(device):
+    """The GPU's name, or the CPU's model name (/proc/cpuinfo), for the header line."""
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name(torch.device(device))
+    import platform
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'CPU'
+
+
 def device_peak(device, given):
     if given:
         return given
@@ -117,21 +136,21 @@ def prepare(config, args, compiled=False):
 
     from kdzoo.apis import build_model, load_config
     from kdzoo.models.distiller import input_size
+    from kdzoo.numerics import apply_precision
     cfg = load_config(config, args.cfg_options)
     if args.teacher_dtype != 'config' and cfg.model.get('teacher') is not None:
         cfg.model.teacher.bf16 = args.teacher_dtype == 'bfloat16'
     # --cfg-options model.compile=... sets the compile arguments of the compiled variant.
     cfg.model.compile = (cfg.model.get('compile') or True) if compiled else False
     model = build_model(cfg, teacher_weights=False, device=args.device).train()
-    if args.amp:
-        cfg.optim_wrapper.type = 'kdzoo.AutocastOptimWrapper'
+    precision = apply_precision(cfg, args.device, args.amp, args.fp32)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     batch_size = args.batch_size or cfg.train_dataloader.batch_size
     data = synthetic_batch(batch_size, input_size(model.student)[-1], model.num_classes)
     variants = {'student alone': {}}
     if getattr(model, 'distill_active', False):
         variants = {'with teacher': None, **variants}
-    return model, optim_wrapper, data, variants
+    return model, optim_wrapper, data, variants, precision
 
 
 #: Positions per chunk of the record written by ``--offline`` (tools/record_teacher.py's
@@ -166,13 +185,13 @@ def offline_steps(config, args, model, optim_wrapper, data):
     from mmengine.optim import build_optim_wrapper
 
     from kdzoo.apis import build_model, load_config
+    from kdzoo.numerics import apply_precision, autocast_for
     folder, record = benchmark_record(model, data)
     cfg = load_config(config, args.cfg_options)
     cfg.model.teacher_outputs = folder
     cfg.model.compile = False
     offline = build_model(cfg, teacher_weights=False, device=args.device).train()
-    if args.amp:
-        cfg.optim_wrapper.type = 'kdzoo.AutocastOptimWrapper'
+    precision = apply_precision(cfg, args.device, args.amp, args.fp32)
     offline_optim = build_optim_wrapper(offline, cfg.optim_wrapper)
     marker = record.marker(0, 0)
     pending = []  # the chunk's outputs so far, written when it is full
@@ -182,8 +201,9 @@ def offline_steps(config, args, model, optim_wrapper, data):
 
     @torch.no_grad()
     def teacher_pass(write=False):
-        batch = model.data_preprocessor(data, True)
-        logits = model.teacher_logits(batch['inputs'])
+        with autocast_for(precision, args.device):  # the teacher at the run's precision
+            batch = model.data_preprocessor(data, True)
+            logits = model.teacher_logits(batch['inputs'])
         if write:
             pending.append(logits)
             if sum(len(x) for x in pending) == record.chunk:
@@ -215,9 +235,11 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     runs = {}
     flops = {}
+    precisions = {}
     for config in args.configs:
         for compiled in (False, True) if args.compile else (False,):
-            model, optim_wrapper, data, variants = prepare(config, args, compiled)
+            model, optim_wrapper, data, variants, precision = prepare(config, args, compiled)
+            precisions[osp.splitext(osp.basename(config))[0]] = precision
             name = osp.splitext(osp.basename(config))[0]
             steps = {}
             for variant, stage in variants.items():
@@ -251,7 +273,11 @@ def main(argv=None):
                     times[key].append(time.perf_counter() - start)
             peaks[key] = max(peaks.get(key, 0.0), peak_memory_mb(args.device))
 
-    print(f"{', '.join(args.configs)}: device {args.device}, amp {args.amp}, threads "
+    kinds = sorted(set(precisions.values()))
+    precision = kinds[0] if len(kinds) == 1 else ', '.join(f'{k} {v}' for k, v in
+                                                          precisions.items())
+    print(f"{', '.join(args.configs)}: device {args.device} ({device_name(args.device)}), "
+          f"precision {precision}, threads "
           f"{torch.get_num_threads()}, subnormals flushed {denormals_flushed()}, "
           f"{args.iters} x {args.rounds} timed steps per variant")
     width = max(len(k) for k in runs) + 2

@@ -14,6 +14,12 @@ WORK_DIR/configs, so ``tools/sweep.py WORK_DIR/configs/*.py --seeds ...`` repeat
 Running the command again skips every finished run.
 
     python tools/quickstart.py [--epochs-teacher 6] [--epochs-student 3] [--seeds 0 ...]
+                               [--amp | --fp32]
+
+Precision: the configs' ``env_cfg.precision`` ('auto': bf16 autocast on a CPU with
+AVX512-BF16 or AMX-BF16 and on GPUs with bf16, float32 elsewhere); ``--fp32`` or
+``--amp`` sets it for every run (give another --work-dir: a sweep refuses to mix runs
+of other settings).
 """
 import os
 import os.path as osp
@@ -24,7 +30,7 @@ STUDENTS = ('deit/deit_micro_cifar10', 'deit/deit_micro_distilled_cifar10',
 
 
 def parse_args(argv=None):
-    from kdzoo.apis.tool_args import tool_parser
+    from kdzoo.apis.tool_args import add_precision_flags, tool_parser
     parser = tool_parser(__doc__.split('\n')[0], (
         'kdzoo quickstart',
         'kdzoo quickstart --epochs-student 6 --seeds 0 1 2 --work-dir work_dirs/qs3'))
@@ -33,6 +39,7 @@ def parse_args(argv=None):
                         help='where the shipped subset is unpacked')
     parser.add_argument('--epochs-teacher', type=int, default=6)
     parser.add_argument('--epochs-student', type=int, default=3)
+    add_precision_flags(parser)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0],
                         help='the students\' seeds (the teacher is trained once, seed 0)')
     args = parser.parse_args(argv)
@@ -59,8 +66,9 @@ def rescale_schedule(cfg, epochs, warmup):
         stage.switch_epoch = round(stage.switch_epoch * epochs / old)
 
 
-def prepare(config, data_root, epochs, warmup, teacher_dir=None):
-    """The shipped config ``config`` set up for the quickstart."""
+def prepare(config, data_root, epochs, warmup, teacher_dir=None, precision=None):
+    """The shipped config ``config`` set up for the quickstart (``precision``: the
+    ``env_cfg.precision`` to set, None to keep the config's)."""
     from kdzoo.apis import find_config, load_config
     cfg = load_config(find_config(config))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -70,6 +78,8 @@ def prepare(config, data_root, epochs, warmup, teacher_dir=None):
     rescale_schedule(cfg, epochs, warmup)
     if cfg.model.get('teacher') is not None:
         cfg.model.teacher.checkpoint = teacher_dir
+    if precision is not None:
+        cfg.env_cfg.precision = precision
     return cfg
 
 
@@ -86,17 +96,21 @@ def dump(cfg, folder, config):
 def main(argv=None):
     args = parse_args(argv)
     from kdzoo.apis import MINI_CIFAR10, run_sweep, unpack_archive
+    from kdzoo.apis.tool_args import precision_option
+    precision = precision_option(args)
 
     data_root = osp.abspath(unpack_archive(MINI_CIFAR10, args.data_dir))
     work_dir = osp.abspath(args.work_dir)
     configs = osp.join(work_dir, 'configs')
-    teacher_cfg = dump(prepare(TEACHER, data_root, args.epochs_teacher, 1), configs, TEACHER)
+    teacher_cfg = dump(prepare(TEACHER, data_root, args.epochs_teacher, 1,
+                                 precision=precision), configs, TEACHER)
     teacher_sweep = osp.join(work_dir, 'teacher')
     rows, _ = run_sweep([teacher_cfg], [0], teacher_sweep)
     teacher_top1 = rows[0]['mean']['joint/top1']
     teacher_dir = osp.join(teacher_sweep, osp.basename(TEACHER), 'seed0')
     students = [dump(prepare(c, data_root, args.epochs_student,
-                             2 if args.epochs_student >= 4 else 1, teacher_dir), configs, c)
+                             2 if args.epochs_student >= 4 else 1, teacher_dir, precision),
+                      configs, c)
                 for c in STUDENTS]
     _, table = run_sweep(students, args.seeds, work_dir)
     print(f'\nCIFAR-10 subset shipped with kdzoo (5,000 train / 1,000 test images); teacher '

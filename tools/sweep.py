@@ -1,7 +1,7 @@
 """Train configs x seeds one after another and summarise them (mean +- std, curves).
 
     kdzoo sweep CONFIG [CONFIG ...] --seeds 0 1 2 [--work-dir work_dirs/sweep]
-                [--cfg-options KEY=VALUE ...] [--metric joint/top1]
+                [--cfg-options KEY=VALUE ...] [--metric joint/top1] [--amp | --fp32]
 
 (``python tools/sweep.py`` in a checkout.) A CONFIG is a config file or the name of a
 shipped config.
@@ -12,11 +12,13 @@ WORK_DIR/results.md, results.csv and curves.png.
 """
 import os.path as osp
 
-from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_precision_flags,
+                                  precision_option, tool_parser)
 
 EXAMPLES = ('kdzoo sweep deit_micro_cifar10 deit_micro_distilled_cifar10 --seeds 0 1 2 '
             '--work-dir work_dirs/sweep',
-            'kdzoo sweep my_a.py my_b.py --seeds 0 1 --cfg-options train_cfg.max_epochs=10')
+            'kdzoo sweep my_a.py my_b.py --seeds 0 1 --cfg-options train_cfg.max_epochs=10',
+            'kdzoo sweep deit_micro_cifar10 --seeds 0 1 2 --fp32 --work-dir work_dirs/sweep_fp32')
 
 
 def parse_args(argv=None):
@@ -31,6 +33,7 @@ def parse_args(argv=None):
                     'train, e.g. train_cfg.max_epochs=10')
     parser.add_argument('--allow-unread', action='store_true',
                         help='run even if a --cfg-options key is read by nothing (warn)')
+    add_precision_flags(parser)
     parser.add_argument('--metric', default='joint/top1',
                         help='the test metric the table leads with and the curves show')
     return parser.parse_args(argv)
@@ -39,8 +42,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from kdzoo.apis import ConfigError, run_sweep
+    options = dict(args.cfg_options or {})
+    if precision_option(args):
+        options['env_cfg.precision'] = precision_option(args)
     try:
-        _, table = run_sweep(args.configs, args.seeds, args.work_dir, args.cfg_options,
+        _, table = run_sweep(args.configs, args.seeds, args.work_dir, options or None,
                              args.metric, allow_unread=args.allow_unread)
     except ConfigError as e:
         raise SystemExit(f'sweep: {e}')

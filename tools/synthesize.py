@@ -87,6 +87,8 @@ def main(argv=None):
         flush_denormals(cfg)
         if s['synthesizer'].get('bf16') is None:
             synthesizer.bf16 = default_precision(cfg, device) == 'bf16'
+            # Resolved: a set is resumed only at the precision it was started with.
+            s['synthesizer']['bf16'] = synthesizer.bf16
     except ValueError as e:
         raise SystemExit(str(e)) from None
     os.makedirs(s['work_dir'], exist_ok=True)

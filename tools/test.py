@@ -107,16 +107,11 @@ def main(argv=None):
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     # bf16 autocast or float32: --amp, --fp32, else env_cfg.precision (kdzoo/numerics.py).
-    import torch
-
-    from kdzoo.numerics import default_precision
+    from kdzoo.numerics import apply_precision
     try:
-        precision = default_precision(cfg, 'cuda' if torch.cuda.is_available() else 'cpu',
-                                      args.amp, args.fp32)
+        apply_precision(cfg, amp=args.amp, fp32=args.fp32)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    if precision == 'bf16' or args.fp32:  # mmengine's test loop autocasts with fp16=True
-        cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=precision == 'bf16')
     if not names_teacher_weights(args.cfg_options):
         teacher_without_weights_if_missing(cfg)
     missing = missing_data(cfg, ('test_dataloader',))

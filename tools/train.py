@@ -61,21 +61,11 @@ def merge_args(cfg, args):
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     # bf16 autocast or float32: --amp, --fp32, else env_cfg.precision (kdzoo/numerics.py).
-    import torch
-
-    from kdzoo.numerics import default_precision
+    from kdzoo.numerics import apply_precision
     try:
-        precision = default_precision(cfg, 'cuda' if torch.cuda.is_available() else 'cpu',
-                                      args.amp, getattr(args, 'fp32', False))
+        apply_precision(cfg, amp=args.amp, fp32=getattr(args, 'fp32', False))
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    if precision == 'bf16':
-        cfg.optim_wrapper.type = 'kdzoo.AutocastOptimWrapper'
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-    elif getattr(args, 'fp32', False) and any(
-            name in str(cfg.optim_wrapper.get('type')) for name in ('Autocast', 'Amp')):
-        cfg.optim_wrapper.type = 'OptimWrapper'
-        cfg.optim_wrapper.pop('dtype', None)
     return cfg
 
 

@@ -22,7 +22,7 @@ env_cfg = dict(
     # bf16 autocast or float32 (training, testing, synthesis): 'fp32', 'bf16' or 'auto' (bf16
     # on GPUs with bf16 and CPUs with AVX512-BF16/AMX-BF16); --amp/--fp32 override it. The
     # CPU flushes subnormal floats unless flush_denormal=False (kdzoo/numerics.py).
-    precision='fp32',
+    precision='auto',
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )

@@ -7,6 +7,7 @@ max_epochs = 5
 model = dict(
     type='Classifier',
     student=dict(type='CifarResNet', depth=20, widths=(16, 32, 64), num_classes=10),
+    channels_last=True,  # oneDNN's convolutions prefer it (kdzoo/models/classifier.py)
     criterion=dict(type='LabelSmoothCrossEntropy', label_smoothing=0.0),
     data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10,
                            mean=[125.307, 122.961, 113.8575], std=[51.5865, 50.847, 51.255],

@@ -211,11 +211,13 @@ def _remove_stale_temporaries(path):
                     pass
 
 
-def record_val(model, loader):
+def record_val(model, loader, precision='fp32'):
     """{sample index: (image path, rank of the true class)} of this process's share of
     the validation loader (DefaultSampler, deterministic pipeline)."""
+    from kdzoo.numerics import autocast_for
     out = {}
-    with torch.no_grad():
+    device = next(model.parameters()).device
+    with torch.no_grad(), autocast_for(precision, device):
         for data in loader:
             data = model.data_preprocessor(data, training=False)
             logits = model.teacher_logits(data['inputs'])
@@ -259,7 +261,7 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     from kdzoo.compat import init_distributed
     from kdzoo.datasets.replay import EpochOrder
     from kdzoo.engine import Runner
-    from kdzoo.numerics import flush_denormals
+    from kdzoo.numerics import autocast_for, flush_denormals
     from kdzoo.records import RecordError, TeacherRecord, run_fingerprint
     from kdzoo.records.teacher_record import DTYPES, OUTPUT_KINDS, check_output
 
@@ -382,7 +384,9 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     written, parts, start = [], [], time.perf_counter()
     current_epoch = None
     try:
-        with torch.no_grad():
+        # The teacher at the run's precision (bf16 autocast or float32), as online.
+        device = next(model.parameters()).device
+        with torch.no_grad(), autocast_for(prepared.env_cfg.precision, device):
             for data, (epoch, index, last) in zip(records_loader, owners):
                 if epoch != current_epoch:  # one epoch's arrays mapped at a time
                     record._maps.clear()
@@ -408,7 +412,7 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     have_val = osp.isfile(osp.join(out, 'val.json'))
     if val_cfg and not have_val and max_chunks is None:
         val_loader = runner.build_dataloader(val_cfg, seed=runner.seed)
-        mine_val = record_val(model, val_loader)
+        mine_val = record_val(model, val_loader, prepared.env_cfg.precision)
         gathered = mdist.all_gather_object(mine_val) if distributed else [mine_val]
         if rank == 0:
             merged = {}

@@ -137,3 +137,24 @@ def add_config_argument(parser, name='config', help=CONFIG_HELP, **kwargs):
 def add_cfg_options(parser, help=CFG_OPTIONS_HELP):
     return parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                                metavar='KEY=VALUE', help=help)
+
+
+def add_precision_flags(parser, what='training'):
+    """``--amp`` and ``--fp32``: bf16 autocast or float32 for every run, whatever the
+    configs' ``env_cfg.precision`` says (default 'auto': bf16 where the device computes it
+    natively; see kdzoo/numerics.py)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument('--amp', action='store_true',
+                       help=f'bf16 autocast for {what}, on CPU or GPU')
+    group.add_argument('--fp32', action='store_true',
+                       help=f"float32 {what} (no autocast), whatever the configs' "
+                       'env_cfg.precision says')
+
+
+def precision_option(args):
+    """The ``env_cfg.precision`` that ``--amp``/``--fp32`` ask for, or None."""
+    if getattr(args, 'amp', False):
+        return 'bf16'
+    if getattr(args, 'fp32', False):
+        return 'fp32'
+    return None

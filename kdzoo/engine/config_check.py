@@ -252,9 +252,12 @@ def resolve_stage_switch(cfg):
 
 def prepare_config(cfg):
     """What kdzoo's Runner does to a config before mmengine builds from it (train, test and
-    sweeps): default hooks set to None removed (:func:`drop_none_hooks`) and one stage
-    switch (:func:`resolve_stage_switch`). Returns ``cfg``, or a changed copy."""
+    sweeps): default hooks set to None removed (:func:`drop_none_hooks`), one stage
+    switch (:func:`resolve_stage_switch`) and the precision resolved
+    (:func:`kdzoo.numerics.apply_precision`). Returns ``cfg``, or a changed copy."""
+    from kdzoo.numerics import apply_precision
     cfg = resolve_stage_switch(cfg)
+    apply_precision(cfg)
     hooks = cfg.get('default_hooks')
     kept = drop_none_hooks(hooks)
     if isinstance(hooks, dict) and len(kept) != len(hooks):

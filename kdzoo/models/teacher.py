@@ -110,12 +110,13 @@ class Teacher(nn.Module):
             ``pretrained``, it must equal the published weights' count).
         mean, std: the teacher's input normalisation (0-255 scale); None keeps the student's.
         img_size: the teacher's input resolution; None keeps the student's.
-        bf16: run the teacher under bf16 autocast.
+        bf16: True runs the teacher under bf16 autocast, False in float32; None (the
+            default) follows the run (bf16 under a bf16 run's autocast, else float32).
         channels_last: run a CNN teacher in channels-last memory format.
     """
 
     def __init__(self, model, checkpoint=None, pretrained=False, random_init=False,
-                 num_classes=None, mean=None, std=None, img_size=None, bf16=False,
+                 num_classes=None, mean=None, std=None, img_size=None, bf16=None,
                  channels_last=False):
         super().__init__()
         check_weights_named(model, checkpoint, pretrained, random_init)
@@ -201,6 +202,10 @@ class Teacher(nn.Module):
         x = self.adapt_input(x, student_mean, student_std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        if self.bf16 is None:  # the run's precision: the autocast state around this call
             out = self.model(x)
+        else:
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
+                                enabled=self.bf16):
+                out = self.model(x)
         return out.float()

@@ -106,10 +106,14 @@ def preprocessor_cfg(cfg):
 
 
 def teacher_cfg(cfg, name='teacher'):
-    """The teacher's config with its checkpoint replaced by the content hash."""
+    """The teacher's config with its checkpoint replaced by the content hash, and its
+    precision resolved: a teacher without ``bf16`` runs at the run's precision."""
     from kdzoo.models.checkpoint import resolve_checkpoint
     teacher = _plain((cfg.get('model') or {}).get(name) or {})
     teacher = {k: v for k, v in teacher.items() if k not in VIEW_NEUTRAL_TEACHER_KEYS}
+    if teacher and teacher.get('bf16') is None:
+        from kdzoo.numerics import default_precision, run_device
+        teacher['bf16'] = default_precision(cfg, run_device()) == 'bf16'
     checkpoint = teacher.pop('checkpoint', None)
     if checkpoint is not None:
         teacher['checkpoint_sha256'] = file_sha256(resolve_checkpoint(checkpoint))

@@ -92,14 +92,16 @@ class DeepInversionSynthesizer:
             whose *input* is the embedding, e.g. 'fc' of CifarResNet, 'head.fc' of timm's
             RegNetY.
         jitter: default roll of every stage, in pixels; flip: random horizontal flips.
-        bf16: run the teacher under bf16 autocast (the images stay float32).
+        bf16: run the teacher under bf16 autocast (the images, their prior and the
+            BatchNorm statistics' distances stay float32); tools/synthesize.py sets it
+            from the run's precision (``env_cfg.precision``) when the config leaves it None.
         seed: base seed; batch b of a run uses :func:`batch_seed` (seed, b).
     """
 
     def __init__(self, stages, mean, std, lr=0.25, betas=(0.5, 0.9), eta_min=0.0,
                  alpha_ce=1.0, alpha_bn=5e-2, first_bn_multiplier=10.0, alpha_tv=1e-4,
                  alpha_tv_l1=0.0, alpha_l2=1e-5, diversity=None, feature_layer=None,
-                 jitter=0, flip=True, upsample='bilinear', bf16=False, seed=0):
+                 jitter=0, flip=True, upsample='bilinear', bf16=None, seed=0):
         self.stages = check_stages(stages)
         if len(mean) != len(std) or any(s <= 0 for s in std):
             raise ValueError(f'mean and std need one value per channel, std > 0; got {mean}, '
@@ -117,8 +119,9 @@ class DeepInversionSynthesizer:
         self.diversity = MODELS.build(diversity) if diversity is not None else None
         self.feature_layer = feature_layer
         self.jitter, self.flip, self.upsample = jitter, flip, upsample
-        self.bf16, self.seed = bf16, seed
+        self.bf16, self.seed = bool(bf16), seed
         self._features = None
+        self._channels_last = False
 
     @property
     def size(self):
@@ -141,6 +144,8 @@ class DeepInversionSynthesizer:
         return x
 
     def _objective(self, net, inputs, images, labels):
+        if self._channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16,
                             enabled=self.bf16):
             logits = net(inputs).float()
@@ -169,6 +174,8 @@ class DeepInversionSynthesizer:
         'diversity'), left on the device so that a caller reads them only when it shows
         them."""
         net = teacher.model if isinstance(teacher, Teacher) else teacher
+        # A teacher in channels_last (Teacher(channels_last=True)) gets its inputs so.
+        self._channels_last = bool(getattr(teacher, 'channels_last', False))
         device = next(net.parameters()).device
         labels = torch.as_tensor(labels, dtype=torch.long).to(device)
         if labels.dim() != 1 or len(labels) == 0:

@@ -20,6 +20,7 @@ synthesis = dict(
         diversity=dict(type='IntraDivergenceLoss', alpha_ep=50.0, alpha_triplet=0.5,
                        margin=1.0, ep_form='inverse', normalize=False),
         feature_layer='fc',
-        flip=True, upsample='bilinear', bf16=False),
+        flip=True, upsample='bilinear',
+        bf16=None),  # None: the run's precision (env_cfg.precision, --amp/--fp32)
     grid=dict(per_class=8, max_classes=10),
 )

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .vit_blocks import Attention
+from .vit_blocks import Attention, attention
 
 #: Number of relative-position features per query/key pair: dx, dy, dx^2 + dy^2.
 REL_FEATURES = 3
@@ -266,7 +266,7 @@ class MHCA(Attention):
             q = torch.cat([q, pq.to(q.dtype).expand(b, -1, -1, -1)], dim=-1)
             k = torch.cat([k, pk.to(k.dtype).expand(b, -1, -1, -1)], dim=-1)
             v = F.pad(v, (0, extra))
-            out = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop if self.training else 0., scale=scale)
+            out = attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.,
+                            scale=scale)
         out = out[..., :self.head_dim].to(x.dtype)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
