@@ -4,12 +4,42 @@ Each loss takes ``(student_logits, teacher_logits)``, arguments that a Distiller
 by name (to ``student.logits`` and ``teacher.logits``); a user's own loss with more
 arguments (e.g. ``labels``) plugs in the same way.
 """
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from kdzoo.registry import MODELS
 
 SOFT_REDUCTIONS = ('deit', 'batchmean')
+#: The epsilon added to the standard deviation by :func:`standardize_logits`.
+LOGIT_STD_EPS = 1e-7
+
+
+def standardize_logits(logits, eps=LOGIT_STD_EPS):
+    """Z-score each sample's logits over the classes (the last dimension), in float32.
+
+    Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024 (the Z-score
+    pre-process of their Algorithm 1): ``(z - mean(z)) / (std(z) + eps)``, the mean and the
+    standard deviation taken over the K logits of a sample. kdzoo takes the population
+    standard deviation (divided by K); the authors' released code divides by K - 1
+    (``torch.std``): its softmax at ``tau`` is this one's at ``tau * sqrt(K / (K - 1))``
+    (up to eps). ``eps`` (1e-7, the released code's) keeps a constant row finite: it
+    becomes all zeros (a uniform softmax). The gradient is the exact one of this formula:
+    at a constant row the square root's infinite derivative is not taken (that row's std is
+    0 with zero gradient), so the gradient is the projection onto zero-mean vectors divided
+    by ``eps``; near-constant rows get gradients of order 1 / (std + eps), the price of
+    scale invariance (a student head initialised to zeros gets them at its first step).
+    """
+    z = logits.float()
+    centred = z - z.mean(dim=-1, keepdim=True)
+    # Again: the rounded mean leaves a common offset, which would add its square to the
+    # variance of logits that differ by little more than their rounding.
+    centred = centred - centred.mean(dim=-1, keepdim=True)
+    var = centred.square().mean(dim=-1, keepdim=True)
+    positive = var > 0
+    std = torch.where(positive, torch.where(positive, var, torch.ones_like(var)).sqrt(),
+                      torch.zeros_like(var))
+    return centred / (std + eps)
 
 
 @MODELS.register_module()
@@ -20,19 +50,37 @@ class SoftDistillLoss(nn.Module):
     (batch x classes), as the official DeiT code does; ``'batchmean'`` divides by the batch
     size only, the mathematically usual mean KL per sample. The two differ by a factor of
     the number of classes, so a DeiT alpha is not transferable between them.
+
+    ``logit_std=True`` z-scores the student's and the teacher's logits per sample before the
+    temperature (Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024;
+    see :func:`standardize_logits`): ``tau`` is then their *base* temperature and the KL is
+    still scaled by tau^2. The loss no longer depends on each sample's logit scale and
+    shift, only on the logits' relations. The authors' CIFAR-100 settings: base temperature 2
+    (3 for some teacher-student pairs) and KD weight 9 with ``reduction='batchmean'``.
+    Both logits are computed in float32.
     """
 
-    def __init__(self, tau=1.0, reduction='deit'):
+    def __init__(self, tau=1.0, reduction='deit', logit_std=False):
         super().__init__()
         if tau <= 0:
             raise ValueError(f'tau must be positive, got {tau}')
         if reduction not in SOFT_REDUCTIONS:
             raise ValueError(f'reduction must be one of {SOFT_REDUCTIONS}, got {reduction!r}')
+        if not isinstance(logit_std, bool):
+            raise ValueError(f'logit_std must be True or False, got {logit_std!r}')
         self.tau = tau
         self.reduction = reduction
+        self.logit_std = logit_std
 
     def forward(self, student_logits, teacher_logits):
+        if student_logits.shape != teacher_logits.shape:
+            raise ValueError(f'SoftDistillLoss: student logits {tuple(student_logits.shape)} '
+                             f'and teacher logits {tuple(teacher_logits.shape)} must have the '
+                             'same shape')
         t = self.tau
+        if self.logit_std:
+            student_logits = standardize_logits(student_logits)
+            teacher_logits = standardize_logits(teacher_logits)
         kl = F.kl_div(F.log_softmax(student_logits.float() / t, dim=-1),
                       F.log_softmax(teacher_logits.float() / t, dim=-1),
                       reduction='sum', log_target=True)
