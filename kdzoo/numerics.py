@@ -206,7 +206,8 @@ def apply_precision(cfg, device=None, amp=False, fp32=False):
     in place: ``env_cfg.precision`` becomes 'bf16' or 'fp32'; under bf16 the optimizer
     wrapper autocasts the training step (``kdzoo.AutocastOptimWrapper``) and validation and
     testing run under bf16 autocast (``kdzoo.AutocastValLoop``/``AutocastTestLoop``);
-    under fp32 they are plain. A teacher without a ``bf16`` key follows the run. Idempotent;
+    under fp32 they are plain (a config's own ``AmpOptimWrapper``, float16, stays unless
+    ``fp32`` is given). A teacher without a ``bf16`` key follows the run. Idempotent;
     returns the precision."""
     precision = default_precision(cfg, device or run_device(), amp, fp32)
     if cfg.get('env_cfg') is None:
@@ -219,7 +220,10 @@ def apply_precision(cfg, device=None, amp=False, fp32=False):
         if bf16 and kind not in _AUTOCAST_WRAPPERS:
             wrapper['type'] = 'kdzoo.AutocastOptimWrapper'
             wrapper.setdefault('dtype', 'bfloat16')
-        elif not bf16 and kind in _AUTOCAST_WRAPPERS:
+        elif not bf16 and (kind == 'AutocastOptimWrapper'
+                           or (fp32 and kind in _AUTOCAST_WRAPPERS)):
+            # mmengine's AmpOptimWrapper (float16 with a loss scaler, which a config names
+            # on purpose) is left alone unless --fp32 asks for float32 explicitly.
             wrapper['type'] = 'OptimWrapper'
             wrapper.pop('dtype', None)
     for key, (plain, autocast) in _AUTOCAST_LOOPS.items():

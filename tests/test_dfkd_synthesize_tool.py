@@ -197,3 +197,23 @@ def test_synthesis_that_fails_before_an_image_leaves_nothing_behind(tmp_path):
     finally:
         MODELS._module_dict.pop('ConvNoBatchNorm', None)
     assert not out.exists() and not (tmp_path / 'synth.partial').exists()
+
+
+def test_the_teacher_runs_at_the_runs_precision(tmp_path, teacher_checkpoint, monkeypatch):
+    """The synthesizer's bf16 follows --amp / --fp32 / env_cfg.precision when the config
+    leaves it None, and the set records the resolved value (a set is resumed only at the
+    precision it was started with)."""
+    import kdzoo.numerics as numerics
+    tool = load_tool('synthesize')
+    monkeypatch.setattr(numerics, 'cpu_has_native_bf16', lambda: True)
+    seen = {}
+    for flags, want in ((['--fp32'], False), (['--amp'], True), ([], True)):
+        cfg = write_config(tmp_path, teacher_checkpoint, num_images=4)
+        out = str(tmp_path / f'synth_{want}_{len(flags)}')
+        tool.main([cfg, '--out', out, '--work-dir', str(tmp_path / 'work'), *flags])
+        with open(osp.join(out, 'manifest.json')) as f:
+            settings = json.load(f)['settings']
+        seen[tuple(flags)] = settings['synthesizer']['bf16']
+        assert settings['synthesizer']['bf16'] is want, flags
+    with pytest.raises(SystemExit):  # argparse: the two flags exclude each other
+        tool.parse_args([write_config(tmp_path, teacher_checkpoint), '--amp', '--fp32'])

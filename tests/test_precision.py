@@ -42,6 +42,13 @@ def test_apply_precision_sets_wrapper_and_loops(tmp_path, cifar_tiny, monkeypatc
         cfg = tiny_cfg(tmp_path, cifar_tiny, 'auto')
         assert numerics.apply_precision(cfg, 'cpu') == expected
         assert cfg.env_cfg.precision == expected
+    # mmengine's float16 AmpOptimWrapper, named by a config, stays unless --fp32 is given.
+    cfg = tiny_cfg(tmp_path, cifar_tiny, 'fp32')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    numerics.apply_precision(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    numerics.apply_precision(cfg, fp32=True)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
     # A loop of the user's own keeps its settings.
     cfg = tiny_cfg(tmp_path, cifar_tiny, 'bf16')
     cfg.val_cfg = dict(type='MyValLoop', fp16=False)

@@ -1,8 +1,8 @@
 """Synthesise a data-free training set from a trained teacher (DF-DearKD).
 
     kdzoo synthesize CONFIG [--out DIR] [--num-images N] [--work-dir DIR]
-                     [--max-shards K] [--device DEV] [--cfg-options KEY=VALUE ...]
-                     [--launcher none|pytorch|slurm]
+                     [--max-shards K] [--device DEV] [--amp | --fp32]
+                     [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
 
 (``python tools/synthesize.py`` in a checkout.) CONFIG is a config file or the name of a
 shipped config with a ``synthesis`` section.
@@ -16,12 +16,19 @@ OUT/<class>/<shard>_<i>.png, readable by ImageFolderSubset. Several processes (e
 nodes) split the shards; an interrupted run resumes where it stopped when run again.
 On a terminal, bars show the shards and the current shard's iterations (losses, ETA);
 elsewhere (CI, a log file) a log line every tenth of a shard's iterations does.
+
+The teacher runs under bf16 autocast where the run's precision says so (``env_cfg.precision``,
+default 'auto': on CPUs with AVX512-BF16 or AMX-BF16 and GPUs with bf16; ``--fp32`` or
+``--amp`` for this run; ``synthesis.synthesizer.bf16`` True or False wins over both);
+the images, their prior and the BatchNorm statistics' distances stay float32. A teacher
+with ``channels_last=True`` gets its images in channels-last memory format.
 """
 import os
 import os.path as osp
 import time
 
-from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_precision_flags,
+                                  tool_parser)
 
 EXAMPLES = ('kdzoo synthesize df_dearkd_micro_cifar10 --num-images 200',
             'kdzoo synthesize df_dearkd_micro_cifar10 --cfg-options '
@@ -45,6 +52,7 @@ def parse_args(argv=None):
                         'jobs; run again to continue)')
     parser.add_argument('--device', help='default: cuda (this process\'s GPU) if available, '
                         'else cpu')
+    add_precision_flags(parser, "the teacher's passes")
     add_cfg_options(parser, help='override config settings, e.g. synthesis.batch_size=50; '
                     'dicts as Python literals, e.g. '
                     '"synthesis.synthesizer.stages=[dict(size=16, iterations=50)]"')
@@ -86,7 +94,7 @@ def main(argv=None):
     try:
         flush_denormals(cfg)
         if s['synthesizer'].get('bf16') is None:
-            synthesizer.bf16 = default_precision(cfg, device) == 'bf16'
+            synthesizer.bf16 = default_precision(cfg, device, args.amp, args.fp32) == 'bf16'
             # Resolved: a set is resumed only at the precision it was started with.
             s['synthesizer']['bf16'] = synthesizer.bf16
     except ValueError as e:

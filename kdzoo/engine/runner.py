@@ -1,8 +1,10 @@
 """mmengine's Runner, with a log folder of its own for every run and checkpoints that
 load strictly, with errors that name the file."""
+import os
 import os.path as osp
 import re
 from collections import OrderedDict
+from functools import partial
 
 import torch
 from mmengine.dist import broadcast, master_only
@@ -18,6 +20,28 @@ from kdzoo.numerics import flush_denormals
 from .atomic_checkpoint import latest_checkpoint, read_pointer, save_atomic
 from .config_check import prepare_config
 from .data_check_hook import check_schedule
+
+
+#: How much lower the data-loader workers' CPU priority is than the training process's
+#: (``os.nice`` increment; a loader config's ``worker_nice`` overrides it, 0 keeps them
+#: equal). On a CPU the workers' augmentation and the training step share the cores; at
+#: equal priority every worker time slice preempts an intra-op thread of the step, which
+#: then holds up the others at its next barrier. Measured on 2 cores of an AMD EPYC, one
+#: epoch (40 steps of 128) of the quickstart's micro DeiT in bf16 with 2 workers: 15.5 /
+#: 16.2 / 15.7 s at equal priority, 14.3 / 14.3 / 15.7 s with the workers niced; the
+#: steps alone take 12.4 s. The samples do not change (each draws from its own seeds).
+DEFAULT_WORKER_NICE = 10
+
+
+def _nice_worker(worker_id, increment=DEFAULT_WORKER_NICE, init_fn=None):
+    """A data-loader worker's start: lower its priority, then the loader's own init."""
+    if increment:
+        try:
+            os.nice(increment)
+        except OSError:  # not allowed here: the worker runs at the parent's priority
+            pass
+    if init_fn is not None:
+        init_fn(worker_id)
 
 
 def stop_loader_workers(*loops):
@@ -70,6 +94,23 @@ class Runner(MMRunner):
                 suffix += 1
         broadcast(suffix)
         self._timestamp = self._suffixed(int(suffix))
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's, with the workers at a lower CPU priority than the training process
+        (the loader config's ``worker_nice``, default :data:`DEFAULT_WORKER_NICE`)."""
+        nice = DEFAULT_WORKER_NICE
+        if isinstance(dataloader, dict):
+            dataloader = dict(dataloader)
+            nice = dataloader.pop('worker_nice', DEFAULT_WORKER_NICE)
+            if not isinstance(nice, int) or isinstance(nice, bool) or not 0 <= nice <= 19:
+                raise ValueError(f'worker_nice must be an integer from 0 (the workers at the '
+                                 f'training process\'s priority) to 19, got {nice!r}')
+        loader = MMRunner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        if nice and getattr(loader, 'num_workers', 0) > 0:
+            loader.worker_init_fn = partial(_nice_worker, increment=nice,
+                                            init_fn=loader.worker_init_fn)
+        return loader
 
     def _suffixed(self, n):
         return self._timestamp if n == 0 else f'{self._timestamp}_{n}'

@@ -143,6 +143,17 @@ class MHCA(Attention):
     #: parts' cancellation amplifies that by about |p|^2 / |offset|^2: measured 10-30% of
     #: the gradient at locality 1 (14x14, 24x24) and many times the gradient at locality
     #: 10, against 0.3-0.7% on the float32 kernel (tests/test_dearkd_mhca.py).
+    #:
+    #: Two other layouts were measured against the float64 gradient (locality 1, 14x14 /
+    #: 24x24, 2 prefix tokens): the learned parts on the query side and the positions on
+    #: the key side (so that a query's gradient channels sum over its own row of the
+    #: softmax gradient, whose sum is zero) still gave 11% / 25%, because the prefix
+    #: tokens' share of each row is not; positions centred on tiles of queries, one
+    #: kernel call per tile, gave 1.3% / 1.5% with 4x4 tiles and 0.5% / 0.6% with 2x2
+    #: tiles, at 1.7-3x the layer's time. On the AMD EPYC (AVX512-BF16, no AMX) of the
+    #: speed tables the float32 kernel already costs what bf16 attention does (one
+    #: DearKD-S layer, 8 x 198 tokens, fwd+bwd: 83 ms against 85-93 ms for plain bf16
+    #: attention), so bf16 training keeps it.
     split_bf16_with_grad = False
 
     def __init__(self, dim, num_heads=8, qkv_bias=True, attn_drop=0., proj_drop=0.,
