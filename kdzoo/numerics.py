@@ -237,6 +237,7 @@ def apply_precision(cfg, device=None, amp=False, fp32=False):
             loop['type'] = f'kdzoo.{autocast}'
             loop.pop('fp16', None)
         else:
-            loop.pop('type', None) if kind == autocast else None
+            if kind == autocast:
+                loop.pop('type')
             loop.pop('fp16', None)
     return precision

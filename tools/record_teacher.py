@@ -12,9 +12,9 @@ first; several processes (``torchrun --nproc-per-node 8 tools/record_teacher.py 
 --launcher pytorch``) share the chunks, and an interrupted recording resumes where it
 stopped when run again. On a terminal a bar shows the chunks, elsewhere log lines do.
 """
-import os
 
-from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_launcher_arguments,
+                                  parse_launcher_args, tool_parser)
 
 EXAMPLES = ('kdzoo record-teacher deit_micro_distilled_cifar10',
             'kdzoo record-teacher deit_micro_distilled_cifar10 --epochs 5 --kind topk --k 5 '
@@ -49,11 +49,8 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int,
                         help="the teacher's batch (default: train_dataloader.batch_size)")
     add_cfg_options(parser)
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser, argv)
 
 
 def main(argv=None):

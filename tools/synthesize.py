@@ -27,8 +27,8 @@ import os
 import os.path as osp
 import time
 
-from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_precision_flags,
-                                  tool_parser)
+from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_launcher_arguments,
+                                  add_precision_flags, parse_launcher_args, tool_parser)
 
 EXAMPLES = ('kdzoo synthesize df_dearkd_micro_cifar10 --num-images 200',
             'kdzoo synthesize df_dearkd_micro_cifar10 --cfg-options '
@@ -56,11 +56,8 @@ def parse_args(argv=None):
     add_cfg_options(parser, help='override config settings, e.g. synthesis.batch_size=50; '
                     'dicts as Python literals, e.g. '
                     '"synthesis.synthesizer.stages=[dict(size=16, iterations=50)]"')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser, argv)
 
 
 def main(argv=None):

@@ -8,12 +8,12 @@ students, of the class head and the distillation head separately.
 shipped config.
 """
 import json
-import os
 import os.path as osp
 
 from mmengine.config import Config
 
-from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_launcher_arguments,
+                                  parse_launcher_args, tool_parser)
 
 EXAMPLES = ('kdzoo test deit_micro_cifar10 work_dirs/micro/epoch_20.pth',
             'kdzoo test my_config.py work_dirs/my_config/epoch_300.pth --out metrics.json',
@@ -37,11 +37,8 @@ def parse_args(argv=None):
     parser.add_argument('--allow-unread', action='store_true',
                         help='run even if a --cfg-options key is read by nothing (warn in the '
                         'log)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser, argv)
 
 
 def format_metrics(metrics):

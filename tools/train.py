@@ -6,12 +6,12 @@
 (``python tools/train.py`` in a checkout.) CONFIG is a config file or the name of a
 shipped config.
 """
-import os
 import os.path as osp
 
 from mmengine.config import Config
 
-from kdzoo.apis.tool_args import add_cfg_options, add_config_argument, tool_parser
+from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_launcher_arguments,
+                                  parse_launcher_args, tool_parser)
 
 EXAMPLES = ('kdzoo train deit_micro_cifar10 --work-dir work_dirs/micro',
             'kdzoo train my_config.py --resume --cfg-options train_cfg.max_epochs=30',
@@ -37,11 +37,8 @@ def parse_args(argv=None):
     add_cfg_options(parser)
     parser.add_argument('--allow-unread', action='store_true',
                         help='run even if a --cfg-options key is read by nothing (warn in the log)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser, argv)
 
 
 def merge_args(cfg, args):

@@ -297,10 +297,10 @@ def record_config(root, data_root, epochs):
 
 def _record_partials(out):
     """Temporary files of unfinished record writes (markers, header, arrays)."""
-    def partial(name):
-        return name.startswith('.tmp_') or name.endswith('.npy.tmp')
-    found = {k: v for k, v in _entries(out, partial).items()}
-    found.update({f'done/{k}': v for k, v in _entries(osp.join(out, 'done'), partial).items()})
+    from kdzoo.records.teacher_record import is_partial_write
+    found = dict(_entries(out, is_partial_write))
+    found.update({f'done/{k}': v for k, v in
+                  _entries(osp.join(out, 'done'), is_partial_write).items()})
     return found
 
 

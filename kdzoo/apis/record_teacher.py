@@ -199,12 +199,12 @@ def _unwrap(model):
 
 def _remove_stale_temporaries(path):
     """Temporary files of writes a killed process left (rank 0, before any writer)."""
-    from kdzoo.records.teacher_record import DONE
+    from kdzoo.records.teacher_record import DONE, is_partial_write
     for folder in (path, osp.join(path, DONE)):
         if not osp.isdir(folder):
             continue
         for name in os.listdir(folder):
-            if name.startswith('.tmp_') or name.endswith('.npy.tmp'):
+            if is_partial_write(name):
                 try:
                     os.remove(osp.join(folder, name))
                 except FileNotFoundError:

@@ -158,3 +158,19 @@ def precision_option(args):
     if getattr(args, 'fp32', False):
         return 'fp32'
     return None
+
+
+def add_launcher_arguments(parser):
+    """``--launcher`` (none, pytorch, slurm) and ``--local-rank`` of the distributed tools;
+    :func:`parse_launcher_args` parses and exports the rank."""
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launcher_args(parser, argv=None):
+    """``parser.parse_args(argv)``, with ``LOCAL_RANK`` set from ``--local-rank`` when the
+    launcher (e.g. torch.distributed.launch) did not set it."""
+    import os
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args

@@ -29,7 +29,7 @@ from .data_check_hook import check_schedule
 #: then holds up the others at its next barrier. Measured on 2 cores of an AMD EPYC, one
 #: epoch (40 steps of 128) of the quickstart's micro DeiT in bf16 with 2 workers: 15.5 /
 #: 16.2 / 15.7 s at equal priority, 14.3 / 14.3 / 15.7 s with the workers niced; the
-#: steps alone take 12.4 s. The samples do not change (each draws from its own seeds).
+#: steps alone take 12.8 s. The samples do not change (each draws from its own seeds).
 DEFAULT_WORKER_NICE = 10
 
 

@@ -6,7 +6,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
 
 from kdzoo.records import RecordError, TeacherRecord, run_fingerprint
-from kdzoo.records.teacher_record import fingerprint_differences
+from kdzoo.records.fingerprint import fingerprint_differences
 from kdzoo.registry import HOOKS
 
 RECORD_COMMAND = 'tools/record_teacher.py CONFIG --out PATH'

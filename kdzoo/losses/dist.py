@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 
 from kdzoo.registry import MODELS
-from .dkd import check_logits, check_number
-from .logit_distill import standardize_logits
+from .logit_distill import check_flag, check_logits, check_number, standardize_logits
 
 #: The default epsilon of the Pearson correlation's denominator (the authors' value).
 PEARSON_EPS = 1e-8
@@ -103,8 +102,7 @@ class DISTLoss(nn.Module):
         check_number('DISTLoss', 'gamma', gamma, 0, strict=False)
         check_number('DISTLoss', 'tau', tau, 0, strict=True)
         check_number('DISTLoss', 'eps', eps, 0, strict=True)
-        if not isinstance(logit_std, bool):
-            raise ValueError(f'DISTLoss: logit_std must be True or False, got {logit_std!r}')
+        check_flag('DISTLoss', 'logit_std', logit_std)
         self.beta, self.gamma, self.tau = float(beta), float(gamma), float(tau)
         self.logit_std = logit_std
         self.eps = float(eps)

@@ -15,35 +15,12 @@ alpha 1, beta 8, tau 4 (the defaults here); on ImageNet alpha 1, beta 0.5, tau 1
 Its forward needs the true labels, which the Distiller binds by argument name
 (``labels``), next to ``student_logits`` and ``teacher_logits``.
 """
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from kdzoo.registry import MODELS
-from .logit_distill import standardize_logits
-
-
-def check_number(owner, name, value, minimum, strict):
-    """Raise a ValueError naming ``owner``'s argument ``name`` unless ``value`` is a finite
-    real number ``> minimum`` (``strict``) or ``>= minimum``."""
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value) and (value > minimum if strict else value >= minimum))
-    if not ok:
-        allowed = f'a finite number {">" if strict else ">="} {minimum:g}'
-        raise ValueError(f'{owner}: {name} must be {allowed}, got {value!r}')
-
-
-def check_logits(owner, student_logits, teacher_logits):
-    """Raise a ValueError unless both logits are (N, K) tensors of the same shape, K >= 2."""
-    if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(f'{owner}: student logits {tuple(student_logits.shape)} and teacher '
-                         f'logits {tuple(teacher_logits.shape)} must both be (batch, classes) '
-                         'of the same shape')
-    if student_logits.shape[1] < 2:
-        raise ValueError(f'{owner}: the logits have {student_logits.shape[1]} class; at least '
-                         '2 are needed')
+from .logit_distill import check_flag, check_logits, check_number, standardize_logits
 
 
 def check_labels(owner, labels, batch, num_classes):
@@ -125,8 +102,7 @@ class DKDLoss(nn.Module):
         check_number('DKDLoss', 'alpha', alpha, 0, strict=False)
         check_number('DKDLoss', 'beta', beta, 0, strict=False)
         check_number('DKDLoss', 'tau', tau, 0, strict=True)
-        if not isinstance(logit_std, bool):
-            raise ValueError(f'DKDLoss: logit_std must be True or False, got {logit_std!r}')
+        check_flag('DKDLoss', 'logit_std', logit_std)
         self.alpha, self.beta, self.tau = float(alpha), float(beta), float(tau)
         self.logit_std = logit_std
 

@@ -4,6 +4,8 @@ Each loss takes ``(student_logits, teacher_logits)``, arguments that a Distiller
 by name (to ``student.logits`` and ``teacher.logits``); a user's own loss with more
 arguments (e.g. ``labels``) plugs in the same way.
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -13,6 +15,33 @@ from kdzoo.registry import MODELS
 SOFT_REDUCTIONS = ('deit', 'batchmean')
 #: The epsilon added to the standard deviation by :func:`standardize_logits`.
 LOGIT_STD_EPS = 1e-7
+
+
+def check_number(owner, name, value, minimum, strict):
+    """Raise a ValueError naming ``owner``'s argument ``name`` unless ``value`` is a finite
+    real number ``> minimum`` (``strict``) or ``>= minimum``."""
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and (value > minimum if strict else value >= minimum))
+    if not ok:
+        allowed = f'a finite number {">" if strict else ">="} {minimum:g}'
+        raise ValueError(f'{owner}: {name} must be {allowed}, got {value!r}')
+
+
+def check_logits(owner, student_logits, teacher_logits):
+    """Raise a ValueError unless both logits are (N, K) tensors of the same shape, K >= 2."""
+    if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
+        raise ValueError(f'{owner}: student logits {tuple(student_logits.shape)} and teacher '
+                         f'logits {tuple(teacher_logits.shape)} must both be (batch, classes) '
+                         'of the same shape')
+    if student_logits.shape[1] < 2:
+        raise ValueError(f'{owner}: the logits have {student_logits.shape[1]} class; at least '
+                         '2 are needed')
+
+
+def check_flag(owner, name, value):
+    """Raise a ValueError naming ``owner``'s argument ``name`` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f'{owner}: {name} must be True or False, got {value!r}')
 
 
 def standardize_logits(logits, eps=LOGIT_STD_EPS):
@@ -66,8 +95,7 @@ class SoftDistillLoss(nn.Module):
             raise ValueError(f'tau must be positive, got {tau}')
         if reduction not in SOFT_REDUCTIONS:
             raise ValueError(f'reduction must be one of {SOFT_REDUCTIONS}, got {reduction!r}')
-        if not isinstance(logit_std, bool):
-            raise ValueError(f'logit_std must be True or False, got {logit_std!r}')
+        check_flag('SoftDistillLoss', 'logit_std', logit_std)
         self.tau = tau
         self.reduction = reduction
         self.logit_std = logit_std

@@ -11,10 +11,10 @@ checkpoint's path (its content is hashed).
 """
 import copy
 import hashlib
+import json
 import os.path as osp
 from importlib import metadata
 
-from .teacher_record import digest
 
 #: Libraries whose versions decide the views (decoding, transforms, generators) or the
 #: teacher's outputs.
@@ -89,6 +89,44 @@ def data_files(dataset):
         rel = osp.relpath(path, prefix) if prefix and path else path
         h.update(f'{rel}\t{int(info.get("gt_label", -1))}\n'.encode())
     return n, h.hexdigest()
+
+
+def flatten(d, prefix=''):
+    """{'a.b.3.c': value} of nested dicts and lists (a list item by its index), so a
+    difference is named down to the setting, e.g. ``dataset.pipeline.3.magnitude_level``."""
+    out = {}
+    items = enumerate(d) if isinstance(d, (list, tuple)) else dict(d).items()
+    for key, value in items:
+        name = f'{prefix}{key}'
+        if isinstance(value, (dict, list, tuple)) and value:
+            out.update(flatten(value, name + '.'))
+        else:
+            out[name] = value
+    return out
+
+
+def fingerprint_differences(recorded, run, limit=6):
+    """Lines naming what differs between two fingerprints (empty when they agree)."""
+    a, b = flatten(recorded), flatten(run)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, '<absent>') != b.get(key, '<absent>'):
+            lines.append(f'{key}: record {_short(a.get(key, "<absent>"))}, '
+                         f'this run {_short(b.get(key, "<absent>"))}')
+    if len(lines) > limit:
+        lines = lines[:limit] + [f'... and {len(lines) - limit} more']
+    return lines
+
+
+def _short(value, n=120):
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= n else text[:n - 3] + '...'
+
+
+def digest(obj):
+    """sha256 of an object's canonical JSON."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def data_seed_of(cfg):

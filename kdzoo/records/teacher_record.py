@@ -24,14 +24,14 @@ A chunk (``chunk`` positions of one epoch) is written into the arrays, flushed, 
 marked done by renaming a marker into ``done/``: a killed writer leaves no marker for a
 half-written chunk, which the next run writes again; a chunk is never marked twice.
 """
-import hashlib
 import json
 import os
 import os.path as osp
-import tempfile
 
 import numpy as np
 import torch
+
+from .fingerprint import fingerprint_differences
 
 FORMAT = 'kdzoo-teacher-record'
 VERSION = 1
@@ -127,57 +127,18 @@ def decode(parts, kind, k, dtype, num_classes):
     return out.scatter(1, index, values)
 
 
-def _atomic_write(path, text):
-    folder = osp.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix=osp.basename(path))
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+def _write_text(path, text):
+    """The project's atomic text write (a temporary ``.<name>.<hex>.tmp`` beside ``path``,
+    fsynced and renamed); imported here because kdzoo.engine imports this module."""
+    from kdzoo.engine.atomic_checkpoint import write_text_atomic
+    write_text_atomic(path, text)
 
 
-def flatten(d, prefix=''):
-    """{'a.b.3.c': value} of nested dicts and lists (a list item by its index), so a
-    difference is named down to the setting, e.g. ``dataset.pipeline.3.magnitude_level``."""
-    out = {}
-    items = enumerate(d) if isinstance(d, (list, tuple)) else dict(d).items()
-    for key, value in items:
-        name = f'{prefix}{key}'
-        if isinstance(value, (dict, list, tuple)) and value:
-            out.update(flatten(value, name + '.'))
-        else:
-            out[name] = value
-    return out
-
-
-def fingerprint_differences(recorded, run, limit=6):
-    """Lines naming what differs between two fingerprints (empty when they agree)."""
-    a, b = flatten(recorded), flatten(run)
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        if a.get(key, '<absent>') != b.get(key, '<absent>'):
-            lines.append(f'{key}: record {_short(a.get(key, "<absent>"))}, '
-                         f'this run {_short(b.get(key, "<absent>"))}')
-    if len(lines) > limit:
-        lines = lines[:limit] + [f'... and {len(lines) - limit} more']
-    return lines
-
-
-def _short(value, n=120):
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= n else text[:n - 3] + '...'
-
-
-def digest(obj):
-    """sha256 of an object's canonical JSON."""
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+def is_partial_write(name):
+    """Whether ``name`` is the temporary file of an unfinished write into a record (a
+    marker, the header, val.json, or an array being created)."""
+    from kdzoo.engine.atomic_checkpoint import is_partial
+    return is_partial(name) or name.endswith('.npy.tmp')
 
 
 class RecordError(ValueError):
@@ -279,7 +240,7 @@ class TeacherRecord:
                                           shape=(self.positions, *shape)).flush()
                 os.replace(tmp, target)
         if not osp.isfile(osp.join(self.path, HEADER)):
-            _atomic_write(osp.join(self.path, HEADER), json.dumps(self.header, indent=1))
+            _write_text(osp.join(self.path, HEADER), json.dumps(self.header, indent=1))
 
     def done(self, epoch, chunk):
         return osp.isfile(self.marker(epoch, chunk))
@@ -309,7 +270,7 @@ class TeacherRecord:
         marker = self.marker(epoch, chunk)
         if osp.isfile(marker):
             raise RuntimeError(f'{marker}: chunk written twice')
-        _atomic_write(marker, '')
+        _write_text(marker, '')
 
     def missing(self):
         return [(e, c) for e in range(self.epochs) for c in range(self.num_chunks)
@@ -322,11 +283,11 @@ class TeacherRecord:
             raise RecordError(f'{self.path}: {len(missing)} chunks not written yet, e.g. '
                               f'(epoch, chunk) {missing[:3]}')
         self.header['complete'] = True
-        _atomic_write(osp.join(self.path, HEADER), json.dumps(self.header, indent=1))
+        _write_text(osp.join(self.path, HEADER), json.dumps(self.header, indent=1))
 
     def write_val(self, paths, ranks):
         """The teacher's rank of the true class (0 = correct) for each validation image."""
-        _atomic_write(osp.join(self.path, VAL),
+        _write_text(osp.join(self.path, VAL),
                       json.dumps(dict(paths=list(paths), ranks=[int(r) for r in ranks])))
 
     # ----- reading ------------------------------------------------------------------

@@ -8,13 +8,13 @@ FIND = '''        h = self.header
         marker = self.marker(epoch, chunk)
         if osp.isfile(marker):
             raise RuntimeError(f'{marker}: chunk written twice')
-        _atomic_write(marker, '')
+        _write_text(marker, '')
 '''
 REPLACE = '''        h = self.header
         marker = self.marker(epoch, chunk)
         if osp.isfile(marker):
             raise RuntimeError(f'{marker}: chunk written twice')
-        _atomic_write(marker, '')
+        _write_text(marker, '')
         for name, values in encode(logits, h['kind'], h['k'], h['dtype']).items():
             array = self._map(epoch, name, 'r+')
             array[pos[0]:pos[-1] + 1] = values
