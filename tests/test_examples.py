@@ -1,8 +1,7 @@
-"""The worked examples of README.md: a method written as a user would (a registered loss in
-its own file outside kdzoo plus config lines, configs/examples/sp_loss.py), DKD from the
-package in one config, and timm students with hidden terms; each trains a few iterations
-through tools/train.py."""
-import importlib
+"""The worked examples of README.md: similarity-preserving distillation and DKD from the
+package, each in one config (configs/examples/sp_micro_cifar10.py,
+configs/examples/dkd_micro_cifar10.py), and timm students with hidden terms; each trains a
+few iterations through tools/train.py."""
 import os.path as osp
 import re
 import uuid
@@ -12,6 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+import kdzoo  # noqa: F401
 from conftest import CONFIGS, load_tool, tiny_resnet
 from kdzoo.registry import MODELS
 
@@ -31,18 +31,23 @@ def reference_sp(fs, ft):
     return np.sum((gram(fs) - gram(ft)) ** 2) / fs.shape[0] ** 2
 
 
-def user_module(name):
-    return importlib.import_module(f'configs.examples.{name}')
-
-
-def test_sp_loss_matches_its_definition():
-    user_module('sp_loss')
-    loss = MODELS.build(dict(type='SimilarityPreservingLoss'))
+def test_sp_example_uses_the_packages_loss_and_it_matches_its_definition():
+    from kdzoo.losses.similarity_preserving import SPLoss
+    cfg = Config.fromfile(osp.join(CONFIGS, 'examples', 'sp_micro_cifar10.py'))
+    assert 'custom_imports' not in cfg
+    term = cfg.model.distill.sp
+    assert term.weight == 3000.0 and dict(term.inputs) == dict(
+        student_features='student.blocks.1', teacher_features='teacher.layer2')
+    loss = MODELS.build(term.loss)
+    assert type(loss) is SPLoss
     g = torch.Generator().manual_seed(0)
     tokens, maps = torch.randn(5, 17, 8, generator=g), torch.randn(5, 4, 3, 3, generator=g)
     expected = reference_sp(tokens.double().numpy(), maps.double().numpy())
     assert loss(tokens, maps).item() == pytest.approx(expected, rel=1e-4)
     assert loss(tokens, tokens).item() == pytest.approx(0.0, abs=1e-7)
+    # the name of the example loss kdzoo shipped before still builds, with the same values
+    old = MODELS.build(dict(type='SimilarityPreservingLoss'))
+    assert isinstance(old, SPLoss) and torch.equal(old(tokens, maps), loss(tokens, maps))
 
 
 def tiny_example(name, data_root, work_dir, student, **model):

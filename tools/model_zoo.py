@@ -4,6 +4,11 @@
     python tools/model_zoo.py                 # rewrite every table
     python tools/model_zoo.py --check         # exit 1 if a table is stale
     python tools/model_zoo.py --update-stats  # recount Params/FLOPs into the metafiles
+    python tools/model_zoo.py --from-sweep work_dirs/zoo_micro  # zoo results from a sweep
+
+configs/zoo/README.md has the method table instead (:mod:`kdzoo.apis.zoo_table`): a row
+per method, a column per student, mean ± std of the test top-1 over seeds; ``--from-sweep``
+writes a sweep's results (its results.csv) into configs/zoo/metafile.yml first.
 
 The table sits between the markers ``<!-- model-zoo:start -->`` and
 ``<!-- model-zoo:end -->`` of each family's README.md. Params and FLOPs count the model
@@ -18,10 +23,12 @@ import sys
 import yaml
 
 from kdzoo.apis.model_index import KDZOO_TOP1, PAPER_TOP1, load_metafile, metafiles, top1
+from kdzoo.apis.zoo_table import read_sweep, render_method_table, update_from_sweep
 from kdzoo.engine.atomic_checkpoint import write_text_atomic
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
+ZOO = 'zoo'  # the folder whose README holds the method table
 
 
 def _fmt_count(n, unit):
@@ -96,11 +103,25 @@ def main(argv=None):
     parser.add_argument('--check', action='store_true', help='fail if a table is stale')
     parser.add_argument('--update-stats', action='store_true',
                         help='recount Params/FLOPs of every model into its metafile')
+    parser.add_argument('--from-sweep', nargs='+', metavar='SWEEP_DIR', default=[],
+                        help="write these sweeps' results (their results.csv) into "
+                             'configs/zoo/metafile.yml, then render the tables')
     args = parser.parse_args(argv)
     stale = []
     for family in families():
         meta_path = osp.join(family, 'metafile.yml')
         meta = load_metafile(meta_path, ROOT)
+        zoo = osp.basename(family) == ZOO
+        if zoo and args.from_sweep:
+            for folder in args.from_sweep:
+                results = osp.join(folder, 'results.csv')
+                if not osp.isfile(results):
+                    raise SystemExit(f'--from-sweep {folder}: no results.csv there (a sweep '
+                                     'writes it when a run ends)')
+                names = update_from_sweep(meta, read_sweep(results))
+                print(f'{folder}: results of {len(names)} zoo configs: {", ".join(names)}')
+            write_text_atomic(meta_path, yaml.safe_dump(meta, sort_keys=False,
+                                                       allow_unicode=True, width=100))
         if args.update_stats:
             for m in meta['Models']:
                 params, flops = count_stats(m['Config'], m.get('Metadata', {}).get('Resolution'))
@@ -111,7 +132,8 @@ def main(argv=None):
         readme_path = osp.join(family, 'README.md')
         with open(readme_path) as f:
             text = f.read()
-        new = updated_readme(text, render_table(meta), readme_path)
+        table = render_method_table(meta, family, ROOT) if zoo else render_table(meta)
+        new = updated_readme(text, table, readme_path)
         if new != text:
             stale.append(osp.relpath(readme_path, ROOT))
             if not args.check:

@@ -107,7 +107,12 @@ def copy_repository(files, dst):
     for name in files:
         target = osp.join(dst, name)
         os.makedirs(osp.dirname(target), exist_ok=True)
-        shutil.copy2(osp.join(REPO, name), target)
+        try:
+            shutil.copy2(osp.join(REPO, name), target)
+        except FileNotFoundError:
+            # An editor's temporary file, listed and then removed before the copy: it is
+            # no longer part of the tree.
+            continue
     return dst
 
 

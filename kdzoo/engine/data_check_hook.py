@@ -27,6 +27,25 @@ def check_schedule(loop):
             'set train_cfg.max_epochs (or max_iters) to at least 1')
 
 
+def check_sample_state(model, dataset):
+    """Refuse a run whose per-sample state does not fit the training set.
+
+    A distillation loss that keeps state per training sample (CRD's memory bank, read
+    through the ``indices`` source) declares its size as ``num_samples``; it must be the
+    training set's length, else the indices of the data would miss or overrun it.
+    """
+    model = model.module if is_model_wrapper(model) else model
+    terms = getattr(model, 'terms', None) or {}
+    for name, term in terms.items():
+        size = getattr(term.loss, 'num_samples', None)
+        if isinstance(size, int) and size != len(dataset):
+            root = getattr(dataset, 'data_root', '') or getattr(dataset, 'data_prefix', '')
+            raise ValueError(
+                f'distillation term {name!r} ({type(term.loss).__name__}) keeps state for '
+                f'num_samples={size} training samples, but the training data ({root}) has '
+                f'{len(dataset)}: set its loss num_samples={len(dataset)}')
+
+
 @HOOKS.register_module()
 class DataCheckHook(Hook):
     """Stops a run before its first step when a dataset's classes do not fit the model.
@@ -41,6 +60,7 @@ class DataCheckHook(Hook):
 
     def before_train(self, runner):
         self._check(runner, runner.train_dataloader, 'train')
+        check_sample_state(runner.model, runner.train_dataloader.dataset)
         if runner.val_loop is not None:
             self._check(runner, runner.val_dataloader, 'val')
 

@@ -6,6 +6,7 @@ from .distill_term import DistillTerm
 from .distiller import Distiller
 from .recorder import FeatureRecorder
 from .replay_preprocessor import ReplayClsDataPreprocessor
+from .review_kd import ReviewKDFusion
 from .sources import DEFAULT_BINDINGS, Source, parse_source
 from .students.dearkd import DearKD
 from .students.deit import DeiT
@@ -16,4 +17,4 @@ from .teacher import Teacher
 
 __all__ = ['Aligner', 'Classifier', 'CifarResNet', 'ConvConnector', 'DEFAULT_BINDINGS',
            'DearKD', 'DeiT', 'DistillTerm', 'Distiller', 'FeatureRecorder', 'MHCA',
-           'ReplayClsDataPreprocessor', 'Source', 'Teacher', 'parse_source', 'timm_model']
+           'ReplayClsDataPreprocessor', 'ReviewKDFusion', 'Source', 'Teacher', 'parse_source', 'timm_model']

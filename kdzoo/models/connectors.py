@@ -49,19 +49,23 @@ def fill_sizes(cfg, own_shape, other_shape, num_prefix_tokens):
     """A copy of ``cfg`` with its missing size arguments filled in.
 
     ``own_shape``: the shape of the connected layer's tensor; ``other_shape``: that of the
-    layer on the other network (None when the term has none).
+    layer on the other network (None when the term has none). For a connector on a list
+    of layers both are lists of shapes, and the widths are filled in as lists.
     """
+    def width(shape):
+        return [channels(s) for s in shape] if isinstance(shape, list) else channels(shape)
+
     cfg = dict(cfg)
     for argument in missing_sizes(cfg):
         if argument in ('student_channels', 'in_channels'):
-            cfg[argument] = channels(own_shape)
+            cfg[argument] = width(own_shape)
         elif argument == 'num_prefix_tokens':
             cfg[argument] = num_prefix_tokens
         elif other_shape is None:
             raise ValueError(f'{cfg["type"]}: {argument} cannot be filled in, the term reads no '
                              'layer of the other network; give it in the connector config')
         else:
-            cfg[argument] = channels(other_shape)
+            cfg[argument] = width(other_shape)
     return cfg
 
 

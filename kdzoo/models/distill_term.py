@@ -4,10 +4,15 @@ A term is configured as::
 
     dict(loss=dict(type='HiddenMSELoss'),           # any registered module
          inputs=dict(student_features='student.blocks.7',
-                     teacher_features='teacher.s3'),  # argument name -> source
+                     teacher_features='teacher.s3'),  # argument name -> source(s)
          connectors=dict(student_features=dict(type='Aligner')),  # optional, per argument
          weight=1.0,                                  # its factor in the total loss
          mix=False)                                   # True: DeiT's alpha, see Distiller
+
+An argument bound to a list of sources (``student_features=['student.layer1',
+'student.layer2']``) receives the list of their tensors, in that order: methods that read
+several layers at once (ReviewKD's fusion across levels, ViTKD's shallow and deep layers)
+or several teachers are one loss. A connector on such an argument receives the list too.
 
 Arguments not named in ``inputs`` are bound by their name when it is one of
 :data:`kdzoo.models.sources.DEFAULT_BINDINGS`. Everything is checked when the model is
@@ -31,8 +36,28 @@ def forward_parameters(module):
     return named, var_kw
 
 
+def as_sources(value):
+    """The sources of one binding: a tuple of one :class:`Source`, or of a list's."""
+    return tuple(value) if isinstance(value, tuple) else (value,)
+
+
+def flat_sources(bindings):
+    """Every source of ``bindings`` ({argument: Source or tuple of Sources}), in order."""
+    return [s for value in bindings.values() for s in as_sources(value)]
+
+
+def parse_binding(value, where):
+    """A Source for a source string, a tuple of Sources for a non-empty list of them."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f'{where}: an empty list of sources; give one source or a list '
+                             f'of them, each one of {VOCABULARY}')
+        return tuple(parse_source(v, f'{where}[{i}]') for i, v in enumerate(value))
+    return parse_source(value, where)
+
+
 def bind_arguments(name, loss, inputs, positional=()):
-    """{argument: Source} for the loss of term ``name``.
+    """{argument: Source, or a tuple of Sources for a list} for the loss of term ``name``.
 
     ``inputs`` are the config's bindings; unbound arguments take their default binding
     by name, else (for the DeiT shorthand) the sources in ``positional``, in order.
@@ -44,7 +69,7 @@ def bind_arguments(name, loss, inputs, positional=()):
     if unknown and not var_kw:
         raise ValueError(f'{where}: inputs {unknown} are not arguments of its forward; its '
                          f'arguments are {names}')
-    bound = {a: parse_source(s, f'{where}, input {a!r}') for a, s in inputs.items()}
+    bound = {a: parse_binding(s, f'{where}, input {a!r}') for a, s in inputs.items()}
     spare = list(positional)
     for p in params:
         if p.name in bound:
@@ -61,13 +86,20 @@ def bind_arguments(name, loss, inputs, positional=()):
 
 
 def counterpart(bindings, argument):
-    """The layer source on the other network than ``argument``'s, in a term's
-    ``bindings`` (None unless there is exactly one): what a connector on ``argument`` is
-    sized and resized to."""
-    own = bindings[argument].network
-    others = [s for a, s in bindings.items()
-              if a != argument and s.is_layer and s.network != own]
-    return others[0] if len(others) == 1 else None
+    """The binding of layers on the other network than ``argument``'s, in a term's
+    ``bindings`` (None unless exactly one argument is bound to such layers): what a
+    connector on ``argument`` is sized and resized to. For an argument bound to a list,
+    the counterpart is an argument bound to a list of the same length."""
+    own = bindings[argument]
+    network = as_sources(own)[0].network
+    others = [v for a, v in bindings.items() if a != argument
+              and all(s.is_layer and s.network != network for s in as_sources(v))
+              and isinstance(v, tuple) == isinstance(own, tuple)]
+    if len(others) != 1:
+        return None
+    if isinstance(own, tuple) and len(others[0]) != len(own):
+        return None
+    return others[0]
 
 
 def takes_argument(module, argument):
@@ -107,20 +139,30 @@ class DistillTerm(nn.Module):
 
     @property
     def sources(self):
-        return set(self.bindings.values())
+        return set(flat_sources(self.bindings))
 
     def reads(self, *texts):
-        return any(s.text in texts for s in self.bindings.values())
+        return any(s.text in texts for s in flat_sources(self.bindings))
 
     def forward(self, lookup):
-        """The unweighted term; ``lookup(source)`` returns a source's tensor."""
+        """The unweighted term; ``lookup(source)`` returns a source's tensor (a list of
+        them for an argument bound to a list)."""
+        def fetch(value):
+            if isinstance(value, tuple):
+                return [lookup(s) for s in value]
+            return lookup(value)
+
         kwargs = {}
-        for argument, source in self.bindings.items():
-            value = lookup(source)
+        for argument, bound in self.bindings.items():
+            value = fetch(bound)
             if argument in self.connectors:
                 other = self._size_of.get(argument)
-                value = (self.connectors[argument](value) if other is None else
-                         self.connectors[argument](value, size=lookup(other).shape[-2:]))
+                if other is None:
+                    value = self.connectors[argument](value)
+                else:
+                    size = ([t.shape[-2:] for t in fetch(other)] if isinstance(other, tuple)
+                            else fetch(other).shape[-2:])
+                    value = self.connectors[argument](value, size=size)
             kwargs[argument] = value
         return self.loss(**kwargs)
 

@@ -11,8 +11,8 @@ from mmengine.logging import MMLogger
 from kdzoo.registry import MODELS
 from .classifier import Classifier, has_dist_head
 from .connectors import fill_sizes, missing_sizes
-from .distill_term import (DistillTerm, bind_arguments, build_loss, check_term_keys,
-                           counterpart)
+from .distill_term import (DistillTerm, as_sources, bind_arguments, build_loss,
+                           check_term_keys, counterpart, flat_sources)
 from .recorded_teacher import RecordedTeacher
 from .recorder import FeatureRecorder
 from .sources import check_layer_source
@@ -167,7 +167,7 @@ class Distiller(Classifier):
                              'give the model.teacher the record was made with')
         if teacher is None or recorded is None:
             return teacher is not None
-        layers = sorted({s.text for _, bound in bindings.values() for s in bound.values()
+        layers = sorted({s.text for _, bound in bindings.values() for s in flat_sources(bound)
                          if s.network == 'teacher' and s.is_layer})
         if layers or recorded.verify_every:
             why = (f'terms read its layers {layers}' if layers
@@ -196,8 +196,10 @@ class Distiller(Classifier):
     def _check_sources(self, bindings):
         nets = self._networks()
         for name, (_, bound) in bindings.items():
-            for argument, source in bound.items():
-                where = f'distillation term {name!r}, input {argument!r}'
+            listed = [(f'{a!r}[{i}]' if isinstance(v, tuple) else repr(a), s)
+                      for a, v in bound.items() for i, s in enumerate(as_sources(v))]
+            for argument, source in listed:
+                where = f'distillation term {name!r}, input {argument}'
                 if (source.network == 'teacher' and self.teacher is None
                         and not (source.text == 'teacher.logits'
                                  and self.recorded_teacher is not None)):
@@ -213,7 +215,7 @@ class Distiller(Classifier):
     def _make_recorders(self, bindings):
         keys = {'student': [], 'teacher': []}
         for _, bound in bindings.values():
-            for source in bound.values():
+            for source in flat_sources(bound):
                 if source.is_layer:
                     keys[source.network].append(source.record_key)
         self.student_recorder = FeatureRecorder(self.student, keys['student'], owner='student')
@@ -255,17 +257,21 @@ class Distiller(Classifier):
             if argument not in bound:
                 raise ValueError(f'distillation term {name!r}: connector for {argument!r}, '
                                  f'which is not one of its inputs {sorted(bound)}')
-            source = bound[argument]
-            if not source.is_layer:
-                raise ValueError(f'distillation term {name!r}: a connector applies to a layer '
-                                 f'source, not to {source.text!r}')
+            sources = as_sources(bound[argument])
+            for source in sources:
+                if not source.is_layer:
+                    raise ValueError(f'distillation term {name!r}: a connector applies to '
+                                     f'layer sources, not to {source.text!r}')
             cfg = dict(cfg)
             if missing_sizes(cfg):
                 other = counterpart(bound, argument)
-                other = shapes.get(other.text) if other is not None else None
-                net = self._networks()[source.network]
-                cfg = fill_sizes(cfg, shapes[source.text], other,
-                                 getattr(net, 'num_prefix_tokens', 0))
+                if other is not None:
+                    other = [shapes[s.text] for s in as_sources(other)]
+                own = [shapes[s.text] for s in sources]
+                if not isinstance(bound[argument], tuple):
+                    own, other = own[0], (other[0] if other is not None else None)
+                net = self._networks()[sources[0].network]
+                cfg = fill_sizes(cfg, own, other, getattr(net, 'num_prefix_tokens', 0))
             connectors[argument] = MODELS.build(cfg)
         return connectors
 
@@ -335,6 +341,8 @@ class Distiller(Classifier):
         values['targets'] = targets
         if any(s.text == 'labels' for s in sources):
             values['labels'] = torch.cat([s.gt_label for s in data_samples])
+        if any(s.text == 'indices' for s in sources):
+            values['indices'] = sample_indices(data_samples, inputs.device)
 
         def lookup(source):
             if source.is_layer:
@@ -472,6 +480,19 @@ def _drop_teacher(module, state_dict, prefix, local_metadata):
     for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
         del state_dict[key]
     return state_dict
+
+
+def sample_indices(data_samples, device):
+    """The samples' indices in their dataset (the ``sample_idx`` that mmengine's datasets
+    give each sample and ``PackInputs`` keeps), as an int64 tensor on ``device``."""
+    try:
+        idx = [int(s.metainfo['sample_idx']) for s in data_samples]
+    except KeyError:
+        raise ValueError(
+            "a distillation term reads 'indices', but the training samples carry no "
+            "sample_idx: keep 'sample_idx' in PackInputs' meta_keys (it is there by default) "
+            'and use a dataset derived from mmengine\'s BaseDataset') from None
+    return torch.tensor(idx, dtype=torch.long, device=device)
 
 
 def _sample_key(sample):

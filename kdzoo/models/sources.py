@@ -10,10 +10,16 @@ A term's loss arguments are bound by name to *sources*, written as strings in th
 ``teacher.logits``       the teacher's logits (float32, on the student's batch)
 ``labels``               the true class indices (N,), also after mixup/cutmix
 ``targets``              the mixed soft targets (N, K) made by mixup/cutmix, else the labels
+``indices``              the samples' indices in the training dataset (N,), int64 (for
+                         losses that keep per-sample state, e.g. CRD's memory bank); a
+                         mixed image carries the index of the sample it was mixed into
 ``student.NAME``         the output of the student's submodule NAME (``named_modules()``)
 ``teacher.NAME``         the output of the teacher network's submodule NAME
 ``student.NAME:input``   the (first positional) input of that submodule; also ``teacher.``
 =======================  ==============================================================
+
+A loss argument may be bound to a list of sources; it then receives the list of their
+tensors (:mod:`kdzoo.models.distill_term`).
 
 Loss arguments with one of the names in :data:`DEFAULT_BINDINGS` are bound without being
 named in the config (``student_logits``, ``teacher_logits``, ``labels``, ...).
@@ -29,6 +35,7 @@ HEADS = {
     'teacher.logits': "the teacher's logits",
     'labels': 'true class indices (N,)',
     'targets': 'mixed soft targets (N, K), else the labels',
+    'indices': "the samples' indices in the training dataset (N,)",
 }
 #: Loss argument names bound to a source when the config does not bind them.
 DEFAULT_BINDINGS = {
@@ -38,6 +45,7 @@ DEFAULT_BINDINGS = {
     'dist_logits': 'student.dist_logits',
     'labels': 'labels',
     'targets': 'targets',
+    'indices': 'indices',
 }
 PORTS = ('output', 'input')
 VOCABULARY = (', '.join(HEADS) + ', student.<module>, teacher.<module>, '
