@@ -61,7 +61,8 @@ def build(config):
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if model_cfg.get('teacher'):
         # bf16 (the ImageNet teachers' GPU setting) rounds the teacher, not the terms.
-        model_cfg.teacher.update(checkpoint=None, random_init=True, bf16=False)
+        model_cfg.teacher.update(checkpoint=None, pretrained=False, random_init=True,
+                                 bf16=False)
     model_cfg.student.pop('pretrained', None)
     DefaultScope.get_instance(f'pin_{zlib.crc32(config.encode())}', scope_name='kdzoo')
     torch.manual_seed(0)
@@ -70,7 +71,7 @@ def build(config):
 
 def test_every_config_with_a_model_is_pinned():
     import glob
-    configs = sorted(osp.relpath(p, REPO) for folder in ('de*', 'zoo')
+    configs = sorted(osp.relpath(p, REPO) for folder in ('de*', 'zoo', 'zoo/cifar100', 'zoo/imagenet')
                      for p in glob.glob(osp.join(REPO, 'configs', folder, '*.py')))
     assert configs == sorted(PINS)
 

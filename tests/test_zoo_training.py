@@ -15,8 +15,19 @@ from mmengine.hooks import Hook
 from conftest import REPO, build_runner, load_tool
 from kdzoo.registry import HOOKS
 
-ZOO_CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', 'zoo',
-                                                                       '*.py')))
+def configs_in(folder):
+    return sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', folder,
+                                                                   '*.py')))
+
+
+def has_schedule(config):
+    stage = Config.fromfile(osp.join(REPO, config)).default_hooks.get('distill_stage') or {}
+    return bool(stage.get('schedule'))
+
+
+# Every CIFAR-10 config; of the CIFAR-100 ones (the same losses on other sizes, built by
+# tests/test_pinned_losses.py) those with a stage schedule, run through every segment.
+ZOO_CONFIGS = configs_in('zoo') + [c for c in configs_in('zoo/cifar100') if has_schedule(c)]
 N_TRAIN = 20  # 2 images per class
 
 
@@ -35,14 +46,30 @@ def settings(config, data_root, max_epochs=1):
                 'env_cfg.dist_cfg.backend': 'gloo'})
     if cfg.model.get('teacher'):
         out.update({'model.teacher.checkpoint': None, 'model.teacher.random_init': True})
+    if cfg.data_preprocessor.num_classes != 10:  # the CIFAR-100 configs on CIFAR-10 images
+        out.update({'data_preprocessor.num_classes': 10, 'model.student.num_classes': 10})
+        if cfg.model.get('teacher'):
+            out['model.teacher.model.num_classes'] = 10
     for name, term in (cfg.model.get('distill') or {}).items():
         if term is not None and 'num_samples' in term['loss']:
             out[f'model.distill.{name}.loss.num_samples'] = N_TRAIN
     return out
 
 
+def schedule_epochs(config):
+    """Epochs that reach every segment of the config's stage schedule (1 without one)."""
+    stage = Config.fromfile(osp.join(REPO, config)).default_hooks.get('distill_stage') or {}
+    begins = [seg.get('begin', 0) for segs in (stage.get('schedule') or {}).values()
+              for seg in (segs if isinstance(segs, list) else [segs])]
+    return max(begins, default=0) + 1
+
+
 def options(config, data_root):
-    return [f'{k}={v}' for k, v in settings(config, data_root).items()]
+    opts = settings(config, data_root)
+    epochs = schedule_epochs(config)
+    if epochs > 1:  # one iteration per epoch, through every segment of the schedule
+        opts.update({'train_cfg.max_epochs': epochs, 'train_dataloader.dataset.per_class': 1})
+    return [f'{k}={v}' for k, v in opts.items()]
 
 
 def terms_of(config):
@@ -65,12 +92,13 @@ def test_each_zoo_config_trains_and_logs_its_terms(config, cifar_tiny, tmp_path)
     load_tool('train').main([config, '--work-dir', work_dir, '--cfg-options',
                              *options(config, cifar_tiny)])
     steps = [r for r in logged(work_dir) if 'loss' in r]
-    assert len(steps) == N_TRAIN // 10
+    epochs = schedule_epochs(config)
+    assert len(steps) == (N_TRAIN // 10 if epochs == 1 else epochs)
     for name in terms_of(config):
         values = [r[f'loss_{name}'] for r in steps]
         assert all(v == v and abs(v) < 1e6 for v in values), (name, values)
         assert any(v != 0 for v in values), f'term {name} was never computed'
-    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+    assert osp.isfile(osp.join(work_dir, f'epoch_{epochs}.pth'))
 
 
 CRD_BANKS = ('memory_student', 'memory_teacher', 'log_z')
