@@ -65,6 +65,9 @@ def check_record_config(cfg):
                           'with model.teacher), e.g. deit_micro_distilled_cifar10')
     if model.get('teacher') is None:
         raise ConfigError('the Distiller has no teacher to record: set model.teacher')
+    if model['teacher'].get('view') is not None:
+        raise ConfigError('model.teacher sees its own view of the samples; a record holds the '
+                          "teacher's outputs on the student's batch: drop the view to record")
     loader = cfg.get('train_dataloader') or {}
     sampler = loader.get('sampler') or {}
     if _type_name(sampler) != 'ReplaySampler':

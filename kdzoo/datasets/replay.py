@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Sampler
 
 from kdzoo.registry import DATA_SAMPLERS, DATASETS
+from .views import make_views, size_step, view_size
 
 #: Tags that keep the streams of one (data seed, epoch) apart.
 ORDER_TAG, SAMPLE_TAG, PAIR_TAG, BATCH_TAG = 1, 2, 3, 4
@@ -152,12 +153,21 @@ class ReplayDataset:
     the generators as they are, as the wrapped dataset would). Everything else (length,
     metainfo, ...) is the wrapped dataset's.
 
+    With ``views`` ({name: dict(size=S)}) every sample also carries its views
+    (``sample['views'][name]``), made from the same run of the pipeline
+    (:mod:`kdzoo.datasets.views`).
+
     Args:
         dataset: the dataset or its config.
+        views: {name: dict(size=S)}, the views of each training sample (None: none).
     """
 
-    def __init__(self, dataset):
+    def __init__(self, dataset, views=None):
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+        self.views = {name: view_size(spec, f'view {name!r}')
+                      for name, spec in (views or {}).items()}
+        if self.views:
+            size_step(self.dataset.pipeline)  # a clear error now rather than at a sample
 
     def __len__(self):
         return len(self.dataset)
@@ -172,7 +182,12 @@ class ReplayDataset:
             return self.dataset[key]
         data_seed, epoch, position, sample_id = key
         with seeded_global_rngs(data_seed, epoch, sample_id, SAMPLE_TAG):
-            sample = self.dataset[sample_id]
+            if self.views:
+                sample, views = make_views(lambda: self.dataset[sample_id],
+                                           self.dataset.pipeline, self.views)
+                sample['views'] = views
+            else:
+                sample = self.dataset[sample_id]
         packed = sample.get('data_samples') if isinstance(sample, dict) else None
         if packed is None or not hasattr(packed, 'set_metainfo'):
             raise TypeError('ReplayDataset: the pipeline must end with PackInputs (a '

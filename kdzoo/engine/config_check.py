@@ -263,7 +263,7 @@ def prepare_config(cfg):
     if isinstance(hooks, dict) and len(kept) != len(hooks):
         cfg = copy.deepcopy(cfg)
         cfg['default_hooks'] = drop_none_hooks(cfg['default_hooks'])
-    return resolve_record_path(wrap_replay_dataset(cfg))
+    return resolve_record_path(add_teacher_views(wrap_replay_dataset(cfg)))
 
 
 def uses_replay(loader_cfg):
@@ -294,6 +294,40 @@ def wrap_replay_dataset(cfg):
     cfg = copy.deepcopy(cfg)
     cfg['train_dataloader']['dataset'] = dict(type='ReplayDataset',
                                               dataset=cfg['train_dataloader']['dataset'])
+    return cfg
+
+
+def teacher_views(model):
+    """{teacher network: view} of the teachers of a model config that ask for a view."""
+    model = model or {}
+    found = {}
+    teacher = model.get('teacher')
+    if isinstance(teacher, dict) and teacher.get('view') is not None:
+        found['teacher'] = teacher['view']
+    for name, cfg in (model.get('teachers') or {}).items():
+        if isinstance(cfg, dict) and cfg.get('view') is not None:
+            found[f'teachers.{name}'] = cfg['view']
+    return found
+
+
+def add_teacher_views(cfg):
+    """The views that the model's teachers ask for, made by the training set's
+    ReplayDataset (:mod:`kdzoo.datasets.views`); refused without the replayable data path,
+    which alone draws a sample's views together."""
+    views = teacher_views(cfg.get('model'))
+    if not views:
+        return cfg
+    loader = cfg.get('train_dataloader')
+    pre = str(((cfg.get('model') or {}).get('data_preprocessor') or
+               cfg.get('data_preprocessor') or {}).get('type', ''))
+    if not isinstance(loader, dict) or not uses_replay(loader) or \
+            pre.split('.')[-1] != 'ReplayClsDataPreprocessor':
+        raise ValueError(f'teachers {sorted(views)} ask for their own views, which the '
+                         "replayable data path makes: set train_dataloader.sampler=dict(type="
+                         "'ReplaySampler') and data_preprocessor=dict(type="
+                         "'ReplayClsDataPreprocessor', ...)")
+    cfg = copy.deepcopy(cfg)
+    cfg['train_dataloader']['dataset']['views'] = views
     return cfg
 
 

@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 
+from kdzoo.models.teachers import TEACHER_CHILDREN
 from kdzoo.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 # The lines mmengine's constructor logs once per parameter when paramwise_cfg is set.
@@ -21,7 +22,7 @@ class _WithoutTeacher(nn.Module):
     def __init__(self, model):
         super().__init__()
         for name, child in model.named_children():
-            if name != 'teacher':
+            if name not in TEACHER_CHILDREN:
                 self.add_module(name, child)
         for name, param in model.named_parameters(recurse=False):
             self.register_parameter(name, param)
@@ -64,10 +65,10 @@ class DistillerOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def __call__(self, model):
         if hasattr(model, 'module'):
             model = model.module
-        teacher = getattr(model, 'teacher', None)
-        self._teacher_tensors = 0
-        if teacher is not None:
-            self._teacher_tensors = sum(1 for _ in teacher.parameters())
+        teachers = [getattr(model, c, None) for c in TEACHER_CHILDREN]
+        teachers = [t for t in teachers if t is not None]
+        self._teacher_tensors = sum(1 for t in teachers for _ in t.parameters())
+        if teachers:
             model = _WithoutTeacher(model)
         logger = MMLogger.get_current_instance()
         held = _Held()

@@ -5,6 +5,8 @@ from mmengine.evaluator import BaseMetric
 from kdzoo.registry import METRICS
 
 HEADS = (('joint', 'pred_score'), ('cls', 'cls_score'), ('dist', 'dist_score'))
+#: The field of a named teacher's ranks: ``teacher_rank_<name>`` -> ``teacher/<name>/top<k>``.
+NAMED_RANK = 'teacher_rank_'
 
 
 @METRICS.register_module()
@@ -31,8 +33,9 @@ class HeadsAccuracy(BaseMetric):
             for _, key in HEADS:
                 if key in sample:
                     result[key] = sample[key].cpu()
-            if 'teacher_rank' in sample:
-                result['teacher_rank'] = sample['teacher_rank'].cpu()
+            for key in sample.keys():
+                if key == 'teacher_rank' or key.startswith(NAMED_RANK):
+                    result[key] = sample[key].cpu()
             self.results.append(result)
 
     def compute_metrics(self, results):
@@ -48,10 +51,14 @@ class HeadsAccuracy(BaseMetric):
             for k in self.topk:
                 if k <= scores.shape[1]:
                     metrics[f'{head}/top{k}'] = hits[:, :k].any(1).float().mean().item() * 100
-        if all('teacher_rank' in r for r in results):
-            ranks = torch.stack([r['teacher_rank'] for r in results])
-            n_classes = results[0]['pred_score'].shape[0]
+        n_classes = results[0]['pred_score'].shape[0]
+        named = sorted(k for k in results[0] if k.startswith(NAMED_RANK))
+        for key, prefix in [('teacher_rank', 'teacher')] + [
+                (k, f'teacher/{k[len(NAMED_RANK):]}') for k in named]:
+            if not all(key in r for r in results):
+                continue
+            ranks = torch.stack([r[key] for r in results])
             for k in self.topk:
                 if k <= n_classes:
-                    metrics[f'teacher/top{k}'] = (ranks < k).float().mean().item() * 100
+                    metrics[f'{prefix}/top{k}'] = (ranks < k).float().mean().item() * 100
         return metrics

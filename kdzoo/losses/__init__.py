@@ -4,6 +4,7 @@ from .crd import CRDLoss
 from .cross_entropy import LabelSmoothCrossEntropy
 from .dist import DISTLoss
 from .dkd import DKDLoss
+from .ensemble import CAMKDLoss, EnsembleKDLoss
 from .fitnets import FitNetsLoss
 from .hidden import HiddenMSELoss
 from .image_prior import ImagePriorLoss
@@ -17,8 +18,8 @@ from .rkd import RKDLoss
 from .similarity_preserving import SimilarityPreservingLoss, SPLoss
 from .vitkd import ViTKDLoss
 
-__all__ = ['ATLoss', 'BNStatisticsLoss', 'CRDLoss', 'DISTLoss', 'DKDLoss', 'FitNetsLoss',
-           'HCLLoss', 'HardDistillLoss', 'HiddenMSELoss', 'ImagePriorLoss',
-           'IntraDivergenceLoss', 'LabelSmoothCrossEntropy', 'MGDLoss', 'ManifoldLoss',
-           'PKTLoss', 'RKDLoss', 'SPLoss', 'SimilarityPreservingLoss',
+__all__ = ['ATLoss', 'BNStatisticsLoss', 'CAMKDLoss', 'CRDLoss', 'DISTLoss', 'DKDLoss',
+           'EnsembleKDLoss', 'FitNetsLoss', 'HCLLoss', 'HardDistillLoss', 'HiddenMSELoss',
+           'ImagePriorLoss', 'IntraDivergenceLoss', 'LabelSmoothCrossEntropy', 'MGDLoss',
+           'ManifoldLoss', 'PKTLoss', 'RKDLoss', 'SPLoss', 'SimilarityPreservingLoss',
            'SoftDistillLoss', 'ViTKDLoss']

@@ -15,7 +15,10 @@ from .distill_term import (DistillTerm, as_sources, bind_arguments, build_loss,
                            check_term_keys, counterpart, flat_sources)
 from .recorded_teacher import RecordedTeacher
 from .recorder import FeatureRecorder
-from .sources import check_layer_source
+from .sources import check_layer_source, is_teacher
+from .teachers import (TEACHER_CHILDREN, build_teachers, check_class_counts,
+                       check_named_teacher, drop_teacher_keys, name_of, network_of,
+                       true_class_ranks)
 
 IDLE_DIST_HEAD = ('labels', None)
 DEIT_TERM = 'distill'
@@ -48,6 +51,10 @@ class Distiller(Classifier):
         student: the student's config (see :class:`Classifier`).
         teacher: a :class:`Teacher` config; needed when a term reads the teacher. When a
             term reads ``teacher.logits`` its class count must equal the student's.
+        teachers: more teachers, ``{name: Teacher config}``, read as
+            ``teachers.<name>.logits`` and ``teachers.<name>.<module>``
+            (:mod:`kdzoo.models.teachers`); each runs once per step when an active term
+            reads it, and validation reports its accuracy as ``teacher/<name>/top1``.
         distill: {name: term config}; see :mod:`kdzoo.models.distill_term` for the keys
             and :mod:`kdzoo.models.sources` for the sources.
         distill_loss: DeiT's one-line form: a logit loss (``HardDistillLoss``,
@@ -79,7 +86,7 @@ class Distiller(Classifier):
     def __init__(self, student=None, teacher=None, distill=None, distill_loss=None, alpha=0.5,
                  idle_dist_head='labels', criterion=None, data_preprocessor=None,
                  init_cfg=None, compile=False, eval_teacher=True, teacher_outputs=None,
-                 verify_every=0, **kwargs):
+                 verify_every=0, teachers=None, **kwargs):
         legacy = sorted(set(kwargs) & {'hidden_distill', 'stage2_dist_target'})
         if legacy:
             raise TypeError(f'Distiller: {legacy} were replaced by named terms: write each '
@@ -107,6 +114,8 @@ class Distiller(Classifier):
             # initialisation or any later random draw of the run.
             with torch.random.fork_rng(devices=[]):
                 self.teacher = MODELS.build(teacher)
+        self.teachers = torch.nn.ModuleDict(build_teachers(teachers))
+        self._check_views()
         self._check_sources(bindings)
         self._make_recorders(bindings)
         shapes = self._layer_shapes(specs)
@@ -124,9 +133,12 @@ class Distiller(Classifier):
         self._multipliers = {name: 1.0 for name in self.terms}
         self.eval_teacher = bool(eval_teacher)
         self._teacher_ranks = {}  # sample key -> rank of its true class among the teacher's
+        self._named_ranks = {name: {} for name in self.teachers}  # the same per named teacher
         self._teacher_comparable = None
         if any(t.reads('teacher.logits') for t in self.terms.values()):
             self._check_classes()
+        check_class_counts(self.terms, self.teachers, self.num_classes,
+                           input_size(self.student)[-1])
         if self.recorded_teacher is not None:
             self.recorded_teacher.check_terms(self.terms)
         self._register_state_dict_hook(_drop_teacher)
@@ -135,8 +147,8 @@ class Distiller(Classifier):
             # After the dry forward and the hooks: the recorders' hooks are traced with
             # the networks, and a stage switch compiles each network once more.
             self.compile_student()
-            if self.teacher is not None:
-                self.teacher.model.compile(**self.compile_cfg)
+            for net in self._teacher_modules().values():
+                net.model.compile(**self.compile_cfg)
 
     # ----- building -----------------------------------------------------------------------
     @staticmethod
@@ -187,10 +199,38 @@ class Distiller(Classifier):
                                spec.get('positional', ()))
         return loss, bound
 
+    def _check_views(self):
+        for network, teacher in self._teacher_modules().items():
+            if getattr(teacher, 'view', None) is None:
+                continue
+            if network == 'teacher' and self.recorded_teacher is not None:
+                raise ValueError('a teacher record holds the teacher on the student\'s batch; '
+                                 'a teacher with a view cannot be read from one (drop '
+                                 'model.teacher_outputs or the view)')
+            teacher.check_takes(teacher.view[0])
+
+    def _teacher_input(self, network, inputs, views):
+        """What the teacher of ``network`` sees in training: its view of the batch, or the
+        student's batch."""
+        teacher = self._teacher_modules()[network]
+        if getattr(teacher, 'view', None) is None:
+            return inputs
+        if not views or network not in views:
+            raise ValueError(
+                f'{network} sees its own view of the training samples, and this batch carries '
+                'none: the training set must go through ReplaySampler with a '
+                'ReplayClsDataPreprocessor (kdzoo\'s Runner then makes the views)')
+        return views[network]
+
+    def _teacher_modules(self):
+        """{source network: Teacher}: 'teacher' and 'teachers.<name>' for each named one."""
+        out = {} if self.teacher is None else {'teacher': self.teacher}
+        out.update({network_of(name): t for name, t in self.teachers.items()})
+        return out
+
     def _networks(self):
         nets = {'student': self.student}
-        if self.teacher is not None:
-            nets['teacher'] = self.teacher.model
+        nets.update({k: t.model for k, t in self._teacher_modules().items()})
         return nets
 
     def _check_sources(self, bindings):
@@ -200,6 +240,9 @@ class Distiller(Classifier):
                       for a, v in bound.items() for i, s in enumerate(as_sources(v))]
             for argument, source in listed:
                 where = f'distillation term {name!r}, input {argument}'
+                if source.network is not None and source.network != 'teacher' and \
+                        is_teacher(source.network):
+                    check_named_teacher(source, self.teachers, where)
                 if (source.network == 'teacher' and self.teacher is None
                         and not (source.text == 'teacher.logits'
                                  and self.recorded_teacher is not None)):
@@ -213,15 +256,17 @@ class Distiller(Classifier):
                     check_layer_source(source, nets[source.network], where)
 
     def _make_recorders(self, bindings):
-        keys = {'student': [], 'teacher': []}
+        keys = {network: [] for network in ['student'] + list(self._teacher_modules())}
         for _, bound in bindings.values():
             for source in flat_sources(bound):
                 if source.is_layer:
                     keys[source.network].append(source.record_key)
         self.student_recorder = FeatureRecorder(self.student, keys['student'], owner='student')
-        self.teacher_recorder = (FeatureRecorder(self.teacher.model, keys['teacher'],
-                                                 owner='teacher', detach=True)
-                                 if self.teacher is not None else None)
+        #: {teacher network: its recorder} ('teacher', 'teachers.<name>').
+        self.teacher_recorders = {
+            network: FeatureRecorder(t.model, keys[network], owner=network, detach=True)
+            for network, t in self._teacher_modules().items()}
+        self.teacher_recorder = self.teacher_recorders.get('teacher')
 
     @torch.no_grad()
     def _layer_shapes(self, specs):
@@ -240,15 +285,13 @@ class Distiller(Classifier):
             with self.student_recorder.recording() as feats:
                 self.heads(x)
             shapes = {f'student.{k}': tuple(v.shape) for k, v in feats.items()}
-            if self.teacher is not None:
-                with self.teacher_recorder.recording() as feats:
-                    self.teacher_logits(x)
-                shapes.update({f'teacher.{k}': tuple(v.shape) for k, v in feats.items()})
+            for network, teacher in self._teacher_modules().items():
+                with self.teacher_recorders[network].recording() as feats:
+                    self.run_teacher(teacher, x)
+                shapes.update({f'{network}.{k}': tuple(v.shape) for k, v in feats.items()})
         finally:
             self.student.train(was)
-        self.student_recorder.outputs = {}
-        if self.teacher_recorder is not None:
-            self.teacher_recorder.outputs = {}
+        self._release_recorded()
         return shapes
 
     def _connectors(self, name, spec, bound, shapes):
@@ -316,17 +359,35 @@ class Distiller(Classifier):
         return {n: t for n, t in self.terms.items() if self._multipliers[n] > 0}
 
     # ----- the loss -----------------------------------------------------------------------
-    def teacher_logits(self, inputs):
+    def run_teacher(self, teacher, inputs):
+        """``teacher``'s float32 logits on the student's batch (each teacher adapts it to its
+        own normalisation and resolution)."""
         pre = self.data_preprocessor
         mean = pre.mean if getattr(pre, '_enable_normalize', False) else None
         std = pre.std if getattr(pre, '_enable_normalize', False) else None
-        return self.teacher(inputs, mean, std)
+        return teacher(inputs, mean, std)
 
-    def loss(self, inputs, data_samples):
+    def teacher_logits(self, inputs):
+        return self.run_teacher(self.teacher, inputs)
+
+    def _release_recorded(self):
+        # Release the recorded tensors now rather than at the next step.
+        self.student_recorder.outputs = {}
+        for recorder in self.teacher_recorders.values():
+            recorder.outputs = {}
+
+    def forward(self, inputs, data_samples=None, mode='tensor', views=None):
+        """As :meth:`Classifier.forward`; in ``'loss'`` mode ``views`` are the teachers'
+        views of the batch ({teacher network: batch}), from the data preprocessor."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples, views)
+        return super().forward(inputs, data_samples, mode)
+
+    def loss(self, inputs, data_samples, views=None):
         active = self.active_terms()
         sources = set().union(*(t.sources for t in active.values())) if active else set()
         layer_keys = {net: [s.record_key for s in sources if s.is_layer and s.network == net]
-                      for net in ('student', 'teacher')}
+                      for net in ['student'] + list(self._teacher_modules())}
         with self.student_recorder.recording(layer_keys['student']):
             cls_logits, dist_logits = self.heads(inputs)
         values = {'student.cls_logits': cls_logits, 'student.dist_logits': dist_logits,
@@ -336,7 +397,14 @@ class Distiller(Classifier):
                                                 layer_keys['teacher']))
         elif any(s.network == 'teacher' for s in sources):
             with self.teacher_recorder.recording(layer_keys['teacher']):
-                values['teacher.logits'] = self.teacher_logits(inputs)
+                values['teacher.logits'] = self.teacher_logits(
+                    self._teacher_input('teacher', inputs, views))
+        for name, teacher in self.teachers.items():  # each named teacher once, if read
+            network = network_of(name)
+            if any(s.network == network for s in sources):
+                with self.teacher_recorders[network].recording(layer_keys[network]):
+                    values[f'{network}.logits'] = self.run_teacher(
+                        teacher, self._teacher_input(network, inputs, views))
         targets = self.targets(data_samples)
         values['targets'] = targets
         if any(s.text == 'labels' for s in sources):
@@ -347,7 +415,7 @@ class Distiller(Classifier):
         def lookup(source):
             if source.is_layer:
                 recorder = (self.student_recorder if source.network == 'student'
-                            else self.teacher_recorder)
+                            else self.teacher_recorders[source.network])
                 return recorder.get(source.record_key)
             return values[source.text]
 
@@ -371,10 +439,7 @@ class Distiller(Classifier):
                 params = [p for p in term.parameters() if p.requires_grad]
                 losses[f'loss_{name}'] = (0.0 * sum(p.sum() for p in params) if params
                                           else base.new_zeros(()))
-        # Release the recorded tensors now rather than at the next step.
-        self.student_recorder.outputs = {}
-        if self.teacher_recorder is not None:
-            self.teacher_recorder.outputs = {}
+        self._release_recorded()
         return losses
 
     def _recorded_values(self, inputs, data_samples, sources, teacher_layers):
@@ -405,29 +470,45 @@ class Distiller(Classifier):
         not. Each DDP rank keeps the ranks of its own shard; the evaluator gathers them.
         """
         samples = super().predict(inputs, data_samples)
-        if (data_samples is None or not self._evaluates_teacher()
-                or not all('gt_label' in s for s in samples)):
+        if data_samples is None or not all('gt_label' in s for s in samples):
+            return samples
+        for name in self.teachers:
+            if self._evaluates(self.teachers[name]):
+                self._set_ranks(samples, inputs, self.teachers[name], self._named_ranks[name],
+                                f'teacher_rank_{name}')
+        if not self._evaluates_teacher():
             return samples
         if self.teacher is None:  # an offline teacher: its recorded ranks
             ranks = self.recorded_teacher.ranks([s.metainfo.get('img_path') for s in samples])
             for sample, rank in zip(samples, ranks):
                 sample.set_field(torch.tensor(rank), 'teacher_rank', field_type='data')
             return samples
+        return self._set_ranks(samples, inputs, self.teacher, self._teacher_ranks,
+                               'teacher_rank')
+
+    def _set_ranks(self, samples, inputs, teacher, cache, field):
+        """Set ``field`` of each sample to the rank of its true class among ``teacher``'s
+        logits, from ``cache`` (sample key -> rank) where known."""
         keys = [_sample_key(s) for s in samples]
-        todo = [i for i, k in enumerate(keys) if k is None or k not in self._teacher_ranks]
-        ranks = [self._teacher_ranks.get(k) for k in keys]
+        todo = [i for i, k in enumerate(keys) if k is None or k not in cache]
+        ranks = [cache.get(k) for k in keys]
         if todo:
-            logits = self.teacher_logits(inputs[todo])
+            logits = self.run_teacher(teacher, inputs[todo])
             labels = torch.cat([samples[i].gt_label for i in todo]).to(logits.device)
-            # The number of classes scored strictly above the true one.
-            new = (logits > logits.gather(1, labels[:, None])).sum(1).tolist()
-            for i, rank in zip(todo, new):
+            for i, rank in zip(todo, true_class_ranks(logits, labels).tolist()):
                 ranks[i] = rank
                 if keys[i] is not None:
-                    self._teacher_ranks[keys[i]] = rank
+                    cache[keys[i]] = rank
         for sample, rank in zip(samples, ranks):
-            sample.set_field(torch.tensor(rank), 'teacher_rank', field_type='data')
+            sample.set_field(torch.tensor(rank), field, field_type='data')
         return samples
+
+    def _evaluates(self, teacher):
+        """Whether a named teacher's accuracy is reported: trained weights and the
+        student's class count."""
+        size = input_size(self.student)
+        return (self.eval_teacher and getattr(teacher, 'has_weights', False)
+                and teacher.num_classes(size=size[-1]) == self.num_classes)
 
     def _evaluates_teacher(self):
         if not self.eval_teacher:
@@ -453,14 +534,15 @@ class Distiller(Classifier):
         return self._teacher_comparable
 
     def _keep_own_teacher(self, state_dict, prefix, *args):
-        # The teacher is not training state: it keeps the weights of its own checkpoint,
-        # whatever a distiller checkpoint holds (older ones saved it too).
-        if self.teacher is None:
-            return
-        for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-            del state_dict[key]
-        for key, value in self.teacher.state_dict().items():
-            state_dict[f'{prefix}teacher.{key}'] = value
+        # The teachers are not training state: they keep the weights of their own
+        # checkpoints, whatever a distiller checkpoint holds (older ones saved the teacher).
+        drop_teacher_keys(state_dict, prefix)
+        for child in TEACHER_CHILDREN:
+            module = getattr(self, child)
+            if module is None:
+                continue
+            for key, value in module.state_dict().items():
+                state_dict[f'{prefix}{child}.{key}'] = value
 
     def _rename_legacy_keys(self, state_dict, prefix, *args):
         # EarlyDistiller kept its hidden pairs' aligners as aligners.<i>, in order.
@@ -475,10 +557,9 @@ class Distiller(Classifier):
 
 
 def _drop_teacher(module, state_dict, prefix, local_metadata):
-    # Saved checkpoints hold the student and the terms' connectors, not the teacher,
-    # which comes back from its own checkpoint (a RegNetY-16GF is 319 MB).
-    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-        del state_dict[key]
+    # Saved checkpoints hold the student and the terms' connectors, not the teachers,
+    # which come back from their own checkpoints (a RegNetY-16GF is 319 MB).
+    drop_teacher_keys(state_dict, prefix)
     return state_dict
 
 

@@ -78,27 +78,40 @@ class ReplayMix:
                     '2q+1) side by side in a batch: use an even per-process batch_size with '
                     f'ReplaySampler (batch of {n}, positions '
                     f'{[k[2] for k in keys[j:j + 2]]} at {j})')
-        partner = torch.arange(n, device=inputs.device) ^ 1
+        draws = [(j, *self.pair_draws(keys[j], keys[j + 1], inputs.shape[-2:]))
+                 for j in range(0, n, 2)]
+        self.last_draws = (draws, tuple(inputs.shape[-2:]))
         lam = torch.ones(n, dtype=scores.dtype, device=scores.device)
-        mixup = torch.zeros(n, dtype=torch.bool)
-        boxes = []
-        for j in range(0, n, 2):
-            kind, value, box = self.pair_draws(keys[j], keys[j + 1], inputs.shape[-2:])
+        for j, _, value, _ in draws:
             lam[j] = lam[j + 1] = value
-            if kind == 'mixup':
-                mixup[j] = mixup[j + 1] = True
-            elif kind == 'cutmix':
-                boxes.append((j, box))
+        partner = torch.arange(n, device=scores.device) ^ 1
+        mixed_scores = lam[:, None] * scores + (1 - lam[:, None]) * scores[partner]
+        return self.apply_draws(inputs), mixed_scores
+
+    def apply_draws(self, inputs):
+        """``inputs`` mixed by the pairs' draws of the last batch: the same ``lam`` and,
+        for cutmix, the same box scaled to ``inputs``' size (a view of the batch at
+        another resolution mixes exactly as the batch did)."""
+        draws, shape = self.last_draws
+        n = inputs.shape[0]
+        partner = torch.arange(n, device=inputs.device) ^ 1
         other = inputs[partner]
         out = inputs.clone()
-        if mixup.any():
-            idx = mixup.nonzero()[:, 0].to(inputs.device)
-            w = lam[idx].to(inputs.dtype).view(-1, *([1] * (inputs.dim() - 1)))
+        mixup = [j for j, kind, _, _ in draws if kind == 'mixup']
+        if mixup:
+            idx = torch.tensor([i for j in mixup for i in (j, j + 1)], device=inputs.device)
+            lam = torch.tensor([v for j, kind, v, _ in draws if kind == 'mixup'
+                                for _ in range(2)], dtype=inputs.dtype, device=inputs.device)
+            w = lam.view(-1, *([1] * (inputs.dim() - 1)))
             out[idx] = w * inputs[idx] + (1 - w) * other[idx]
-        for j, (y1, y2, x1, x2) in boxes:
-            out[j:j + 2, :, y1:y2, x1:x2] = other[j:j + 2, :, y1:y2, x1:x2]
-        mixed_scores = lam[:, None] * scores + (1 - lam[:, None]) * scores[partner]
-        return out, mixed_scores
+        sy, sx = inputs.shape[-2] / shape[0], inputs.shape[-1] / shape[1]
+        for j, kind, _, box in draws:
+            if kind == 'cutmix':
+                y1, y2, x1, x2 = box
+                y1, y2, x1, x2 = (round(y1 * sy), round(y2 * sy), round(x1 * sx),
+                                  round(x2 * sx))
+                out[j:j + 2, :, y1:y2, x1:x2] = other[j:j + 2, :, y1:y2, x1:x2]
+        return out
 
 
 @MODELS.register_module()
@@ -118,11 +131,33 @@ class ReplayClsDataPreprocessor(ClsDataPreprocessor):
             raise ValueError(f'mix_mode must be one of {MIX_MODES}, got {mix_mode!r}')
 
     def forward(self, data, training=False):
+        """The batch, as ClsDataPreprocessor makes it; with ``views`` in the data
+        (:mod:`kdzoo.datasets.views`), each view normalised like the inputs and mixed with
+        the batch's own pairs, ``lam`` and boxes, under ``views`` in the result."""
         mix = self.batch_augments
+        views = data.get('views') if training else None
+        if views and mix is not None and mix.mode != 'pair':
+            raise ValueError("views are mixed with the batch's own pairs: they need "
+                             "mix_mode='pair' (the default), not 'batch'")
         if not training or mix is None:
-            return super().forward(data, training)
-        mix.keys = replay_keys(data.get('data_samples'))
-        try:
-            return super().forward(data, training)
-        finally:
-            mix.keys = None
+            out = super().forward(data, training)
+        else:
+            mix.keys = replay_keys(data.get('data_samples'))
+            try:
+                out = super().forward(data, training)
+            finally:
+                mix.keys = None
+        if views:
+            out['views'] = {name: self.view_batch(view, mix) for name, view in views.items()}
+        return out
+
+    def view_batch(self, view, mix):
+        """A view of the batch: stacked, on the device, channels as the inputs', normalised
+        and mixed as the batch was."""
+        view = self.cast_data(torch.stack(view) if isinstance(view, (list, tuple)) else view)
+        if self.to_rgb and view.size(1) == 3:
+            view = view.flip(1)
+        view = view.float()
+        if self._enable_normalize:
+            view = (view - self.mean) / self.std
+        return mix.apply_draws(view) if mix is not None else view

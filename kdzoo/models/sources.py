@@ -16,6 +16,8 @@ A term's loss arguments are bound by name to *sources*, written as strings in th
 ``student.NAME``         the output of the student's submodule NAME (``named_modules()``)
 ``teacher.NAME``         the output of the teacher network's submodule NAME
 ``student.NAME:input``   the (first positional) input of that submodule; also ``teacher.``
+``teachers.T.logits``    the logits of the teacher named T (``model.teachers=dict(T=...)``);
+                         ``teachers.T.NAME`` and ``teachers.T.NAME:input`` its layers
 =======================  ==============================================================
 
 A loss argument may be bound to a list of sources; it then receives the list of their
@@ -49,7 +51,15 @@ DEFAULT_BINDINGS = {
 }
 PORTS = ('output', 'input')
 VOCABULARY = (', '.join(HEADS) + ', student.<module>, teacher.<module>, '
-              'student.<module>:input, teacher.<module>:input')
+              'student.<module>:input, teacher.<module>:input, teachers.<name>.logits, '
+              'teachers.<name>.<module>')
+#: The prefix of the sources of named teachers: ``teachers.<name>.``.
+NAMED_TEACHERS = 'teachers'
+
+
+def is_teacher(network):
+    """Whether ``network`` (a :class:`Source`'s) is a teacher: 'teacher' or 'teachers.T'."""
+    return network == 'teacher' or (network or '').startswith(NAMED_TEACHERS + '.')
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ def parse_source(text, where='a source'):
     if text in HEADS:
         network = text.split('.')[0] if '.' in text else None
         return Source(text, network=network, port='output')
+    if text.startswith(NAMED_TEACHERS + '.'):
+        return _parse_named_teacher(text, where)
     network, _, rest = text.partition('.')
     if network not in NETWORKS or not rest:
         raise ValueError(f'{where}: unknown source {text!r}{did_you_mean(text)}; sources '
@@ -93,6 +105,23 @@ def parse_source(text, where='a source'):
         raise ValueError(f'{where}: {text!r} reads the port {port!r} of {module!r}; a layer '
                          f'source reads one of {PORTS} (write {network}.{module} for the '
                          f'output, {network}.{module}:input for the input)')
+    return Source(text, network=network, module=module, port=port)
+
+
+def _parse_named_teacher(text, where):
+    name, _, rest = text[len(NAMED_TEACHERS) + 1:].partition('.')
+    if not name.isidentifier() or not rest:
+        raise ValueError(f'{where}: {text!r} does not name a teacher and what to read of it; '
+                         f'write {NAMED_TEACHERS}.<name>.logits or {NAMED_TEACHERS}.<name>.'
+                         '<module> with <name> a key of model.teachers')
+    network = f'{NAMED_TEACHERS}.{name}'
+    if rest == 'logits':
+        return Source(text, network=network, port='output')
+    module, _, port = rest.partition(':')
+    port = port or 'output'
+    if port not in PORTS:
+        raise ValueError(f'{where}: {text!r} reads the port {port!r} of {module!r}; a layer '
+                         f'source reads one of {PORTS}')
     return Source(text, network=network, module=module, port=port)
 
 
@@ -108,6 +137,8 @@ def closest_sources(text, network=None, modules=()):
     for head in HEADS:
         short.setdefault(head[len(network) + 1:] if head.startswith(network + '.') else head,
                          head)
+    if network.startswith(NAMED_TEACHERS + '.'):
+        short.setdefault('logits', f'{network}.logits')
     for module in modules:
         short.setdefault(module, f'{network}.{module}')
     return [short[c] for c in difflib.get_close_matches(name, list(short), n=3, cutoff=0.6)]

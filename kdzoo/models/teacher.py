@@ -113,13 +113,29 @@ class Teacher(nn.Module):
         bf16: True runs the teacher under bf16 autocast, False in float32; None (the
             default) follows the run (bf16 under a bf16 run's autocast, else float32).
         channels_last: run a CNN teacher in channels-last memory format.
+        view: ``dict(size=S)``: in training the teacher sees its own view of each sample,
+            the same crop, flip, augmentations and mixing at S pixels
+            (:mod:`kdzoo.datasets.views`); in validation the student's images resized to
+            S. The training set must go through ``ReplaySampler`` (kdzoo's Runner then
+            makes the views). Not together with ``img_size``.
     """
 
     def __init__(self, model, checkpoint=None, pretrained=False, random_init=False,
                  num_classes=None, mean=None, std=None, img_size=None, bf16=None,
-                 channels_last=False):
+                 channels_last=False, view=None):
         super().__init__()
         check_weights_named(model, checkpoint, pretrained, random_init)
+        self.view = None
+        if view is not None:
+            from kdzoo.datasets.views import view_size
+            if img_size is not None:
+                raise ValueError(f'teacher {model!r}: give view=dict(size=...) or img_size, not '
+                                 'both (a view already gives the teacher its size)')
+            self.view = view_size(view, f'teacher {model!r}')
+            if self.view[0] != self.view[1]:
+                raise ValueError(f'teacher {model!r}: a teacher view is square, got size '
+                                 f'{self.view}')
+            img_size = self.view[0]
         source = checkpoint
         if checkpoint is not None:
             checkpoint = resolve_checkpoint(checkpoint)
@@ -209,3 +225,17 @@ class Teacher(nn.Module):
                                 enabled=self.bf16):
                 out = self.model(x)
         return out.float()
+
+    @torch.no_grad()
+    def check_takes(self, size):
+        """Raise a ValueError when the network cannot take (size x size) images."""
+        param = next(self.model.parameters())
+        was = self.model.training
+        self.model.eval()
+        try:
+            self.model(torch.zeros(1, 3, size, size, device=param.device))
+        except Exception as error:
+            raise ValueError(f'the teacher ({type(self.model).__name__}) cannot take its view '
+                             f'of {size} x {size} pixels: {error}') from error
+        finally:
+            self.model.train(was)

@@ -1,0 +1,106 @@
+"""Views: each training sample at other resolutions, for teachers that see another view of
+it than the student (a student at 24 px and its teacher at 32 px of the same crop; DeiT-Ti
+at 160 px from a RegNetY-16GF at 224 px).
+
+A view is asked for by a teacher (``Teacher(view=dict(size=S))``); kdzoo's Runner hands the
+views of the model's teachers to the training set's :class:`~kdzoo.datasets.replay.
+ReplayDataset`, which makes every view of a sample from **one** run of the pipeline:
+
+1. the pipeline runs once, seeded by the sample's (data seed, epoch, sample id) as without
+   views, with its last resizing step (:data:`SIZE_TRANSFORMS`) set to the largest size
+   asked for (the student's own included);
+2. the student's image and every view are that image resized (antialiased) to their sizes.
+
+So the crop, the flip and every augmentation after the resizing step (RandAugment, random
+erasing) are the same in every view, pixel for pixel up to the resampling, and mixup/cutmix
+mix the same pairs with the same ``lam`` and the same box, scaled to each view
+(:class:`~kdzoo.models.replay_preprocessor.ReplayClsDataPreprocessor`). The student's image
+is the largest image resized down: when a view is larger than the student, augmentations
+act at the view's resolution (the consistency of FunMatch, Beyer et al. CVPR 2022, where
+the views share everything but their size).
+"""
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+#: Transforms that set the output size of a pipeline, and the attribute that holds it.
+SIZE_TRANSFORMS = {'Resize': 'scale', 'RandomResizedCrop': 'scale'}
+VIEW_KEYS = ('size',)
+
+
+def view_size(spec, owner):
+    """The (height, width) of a view ``spec`` (``dict(size=S)``), checked."""
+    if not isinstance(spec, dict) or set(spec) - set(VIEW_KEYS) or 'size' not in spec:
+        raise ValueError(f'{owner}: a view is dict(size=S) (S pixels, or (height, width)), '
+                         f'got {spec!r}')
+    size = spec['size']
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                 for s in size):
+        raise ValueError(f'{owner}: view size must be a positive integer or (height, width), '
+                         f'got {spec["size"]!r}')
+    return size
+
+
+def size_step(pipeline):
+    """The last transform of ``pipeline`` (a Compose) that sets the output size."""
+    steps = [t for t in getattr(pipeline, 'transforms', [])
+             if type(t).__name__ in SIZE_TRANSFORMS]
+    if not steps:
+        names = [type(t).__name__ for t in getattr(pipeline, 'transforms', [])]
+        raise ValueError(
+            f'views are the training images at other sizes, made by their pipeline\'s last '
+            f'resizing step, and the pipeline {names} has none of {sorted(SIZE_TRANSFORMS)}: '
+            'add one (for CIFAR, dict(type=\'Resize\', scale=32) after the crop and flip)')
+    return steps[-1]
+
+
+def step_size(step):
+    """(height, width) that a size transform gives (mmcv's scale is (width, height))."""
+    scale = getattr(step, SIZE_TRANSFORMS[type(step).__name__])
+    w, h = (scale, scale) if isinstance(scale, int) else scale
+    return int(h), int(w)
+
+
+@contextmanager
+def resized_to(pipeline, size):
+    """Run ``pipeline`` with its last resizing step giving ``size`` (height, width)."""
+    step = size_step(pipeline)
+    attr = SIZE_TRANSFORMS[type(step).__name__]
+    saved = getattr(step, attr)
+    setattr(step, attr, (size[1], size[0]))
+    try:
+        yield
+    finally:
+        setattr(step, attr, saved)
+
+
+def resize_image(img, size):
+    """A (C, H, W) uint8 image resized to ``size`` (antialiased bilinear), uint8; the image
+    itself when it has that size."""
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    out = F.interpolate(img[None].float(), size=tuple(size), mode='bilinear',
+                        align_corners=False, antialias=True)[0]
+    return out.round_().clamp_(0, 255).to(img.dtype)
+
+
+def largest(sizes):
+    """The size with the most pixels (its height and width the largest of all)."""
+    return max(s[0] for s in sizes), max(s[1] for s in sizes)
+
+
+def make_views(run, pipeline, views):
+    """``(sample, {name: image})``: ``run()`` (the seeded pipeline of one sample) made once
+    at the largest size of the student's and the ``views``' ({name: (h, w)}), the
+    student's image and the views resized from it."""
+    own = step_size(size_step(pipeline))
+    big = largest([own, *views.values()])
+    with resized_to(pipeline, big):
+        sample = run()
+    img = sample['inputs']
+    if not isinstance(img, torch.Tensor):
+        raise TypeError('views need PackInputs at the end of the pipeline (a tensor image)')
+    sample['inputs'] = resize_image(img, own)
+    return sample, {name: resize_image(img, size) for name, size in views.items()}

@@ -1,0 +1,94 @@
+"""Several teachers in one Distiller: ``model.teachers=dict(NAME=dict(type='Teacher', ...))``.
+
+Beside the one ``model.teacher`` (read as ``teacher.logits``, ``teacher.layer3``), each named
+teacher is read as ``teachers.NAME.logits`` and ``teachers.NAME.<module>[:input]``
+(:mod:`kdzoo.models.sources`). Every teacher keeps its own normalisation, resolution, dtype
+and memory format (:class:`~kdzoo.models.teacher.Teacher`), runs at most once per step and
+only when an active term reads one of its sources, is frozen, and is left out of
+checkpoints, of the optimizer and of DDP's synchronisation. Validation reports each one's
+accuracy as ``teacher/NAME/top1``.
+
+An ensemble is a loss over several teachers' sources bound as a list
+(``inputs=dict(teacher_logits=['teachers.a.logits', 'teachers.b.logits'])``), e.g.
+:class:`~kdzoo.losses.EnsembleKDLoss`.
+"""
+import torch
+
+from kdzoo.registry import MODELS
+from .sources import NAMED_TEACHERS
+
+#: The Distiller's children that hold frozen teachers (never saved, optimised or synced).
+TEACHER_CHILDREN = ('teacher', 'teachers')
+
+
+def build_teachers(teachers):
+    """{name: Teacher} built from ``model.teachers``; each under its own random generator,
+    so that adding a teacher changes no other random draw of the run."""
+    if teachers is None:
+        return {}
+    if not isinstance(teachers, dict):
+        raise ValueError(f'model.teachers must be a dict of NAME=dict(type=\'Teacher\', ...), '
+                         f'got {type(teachers).__name__}')
+    built = {}
+    for name, cfg in teachers.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f'model.teachers: the teacher name {name!r} must be a Python '
+                             f'identifier (it is read as {NAMED_TEACHERS}.<name>.logits and '
+                             'reported as teacher/<name>/top1)')
+        if cfg is None:  # a child config removes an inherited teacher
+            continue
+        with torch.random.fork_rng(devices=[]):
+            built[name] = MODELS.build(cfg)
+    return built
+
+
+def network_of(name):
+    """The source network of the named teacher ``name``: ``teachers.<name>``."""
+    return f'{NAMED_TEACHERS}.{name}'
+
+
+def name_of(network):
+    """The teacher name of a ``teachers.<name>`` network."""
+    return network[len(NAMED_TEACHERS) + 1:]
+
+
+def check_named_teacher(source, teachers, where):
+    """Raise a ValueError when ``source`` reads a named teacher that ``teachers`` lacks."""
+    name = name_of(source.network)
+    if name not in teachers:
+        known = ', '.join(sorted(teachers)) or 'none (model.teachers is not set)'
+        raise ValueError(f'{where} reads {source.text!r}, but there is no teacher named '
+                         f'{name!r}; the named teachers are: {known}')
+
+
+def check_class_counts(terms, teachers, num_classes, size):
+    """Every teacher whose logits a term reads predicts the student's classes; a term that
+    reads the logits of several teachers is refused when they disagree, naming them."""
+    for name, term in terms.items():
+        read = sorted({s.network for s in term.sources
+                       if s.network is not None and s.text == f'{s.network}.logits'
+                       and s.network.startswith(NAMED_TEACHERS + '.')})
+        counts = {network: teachers[name_of(network)].num_classes(size=size)
+                  for network in read}
+        if len(set(counts.values())) > 1:
+            listed = ', '.join(f'{n} {c}' for n, c in counts.items())
+            raise ValueError(f'distillation term {name!r} reads the logits of teachers with '
+                             f'different class counts ({listed}); a logit term needs one '
+                             'class count: give the teachers the same num_classes')
+        for network, count in counts.items():
+            if count != num_classes:
+                raise ValueError(f'{network} predicts {count} classes but the student '
+                                 f'{num_classes}; set num_classes of both to the same value')
+
+
+def true_class_ranks(logits, labels):
+    """The number of classes each sample's teacher scores strictly above its true class:
+    top-k correct iff rank < k."""
+    return (logits > logits.gather(1, labels[:, None])).sum(1)
+
+
+def drop_teacher_keys(state_dict, prefix):
+    """Remove every teacher's entries (``teacher.*``, ``teachers.*``) from ``state_dict``."""
+    for key in [k for k in state_dict
+                if any(k.startswith(f'{prefix}{child}.') for child in TEACHER_CHILDREN)]:
+        del state_dict[key]

@@ -1,0 +1,10 @@
+DESCRIPTION = "the teacher is run on the student's batch although it asks for its own view"
+FILE = 'kdzoo/models/distiller.py'
+FIND = '''        if getattr(teacher, 'view', None) is None:
+            return inputs
+'''
+REPLACE = '''        if True:
+            return inputs
+'''
+TESTS = ['tests/test_views.py']
+SELECT = 'reads_its_view'
