@@ -15,6 +15,8 @@ from kdzoo.registry import MODELS, TRANSFORMS
 
 PAPER_CONFIGS = ['deit_ti', 'deit_s', 'deit_b', 'deit_ti_distilled', 'deit_s_distilled',
                  'deit_b_distilled', 'deit_b_distilled_soft', 'deit_b_distilled_384_ft']
+#: ImageNet configs with a teacher view (the student at another size than DeiT's recipe).
+VIEW_CONFIGS = ['deit_ti_distilled_160_t224']
 WIDTHS = {'ti': ('tiny', 192, 3), 's': ('small', 384, 6), 'b': ('base', 768, 12)}
 DATASET_CONFIGS = sorted(glob.glob(osp.join(CONFIGS, '_base_', 'datasets', '*.py')))
 
@@ -36,9 +38,23 @@ def test_paper_config_list_is_complete():
     below read it), and every listed one exists."""
     found = {osp.splitext(osp.basename(p))[0]
              for p in glob.glob(osp.join(CONFIGS, 'deit', '*.py'))}
-    found = {n for n in found if 'cifar10' not in n}
+    found = {n for n in found if 'cifar10' not in n} - set(VIEW_CONFIGS)
     assert found == set(PAPER_CONFIGS), (sorted(found - set(PAPER_CONFIGS)),
                                          sorted(set(PAPER_CONFIGS) - found))
+
+
+def test_view_config_keeps_the_recipe_at_its_sizes():
+    """DeiT-Ti at 160 px from RegNetY-16GF at 224 px: the DeiT recipe with the replayable
+    data path (which makes the teacher's view) and the crops at 160 px."""
+    from kdzoo.engine.config_check import prepare_config
+    cfg = load('deit_ti_distilled_160_t224')
+    assert cfg.model.student.img_size == 160 and cfg.model.teacher.view == dict(size=224)
+    assert cfg.model.teacher.model == 'timm:regnety_160'
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW' and cfg.train_cfg.max_epochs == 300
+    assert cfg.train_dataloader.sampler.type == 'ReplaySampler'
+    assert cfg.data_preprocessor.type == 'ReplayClsDataPreprocessor'
+    check_augmentations(cfg, crop=160)
+    assert prepare_config(cfg).train_dataloader.dataset.views == {'teacher': dict(size=224)}
 
 
 def test_dataset_configs_present():

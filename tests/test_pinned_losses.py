@@ -12,8 +12,8 @@ same whatever order they are built in; the inputs, labels and mixed targets are 
 Stage 2 is pinned for the configs with a stage schedule. The zoo's configs
 (configs/zoo) were pinned with the code of the commit that added them. Losses that draw
 (masks, sampled negatives or patches) draw from torch's generator, seeded before the model
-is built and before each loss; the samples carry their dataset indices. The zoo's pins
-use a batch of 4 (``batch``: relations over triplets need 3 samples), the others 2.
+is built and before each loss; the samples carry their dataset indices. Pins taken since
+the zoo use a batch of 4 (``batch``: relations over triplets need 3 samples), the older 2.
 """
 import json
 import os.path as osp
@@ -55,14 +55,24 @@ def fixed_batch(size, num_classes, n=2):
     return x, dict(labels=labels, scores=scores)
 
 
+def teacher_views(model, x):
+    """The batch at each teacher's view size (bilinear), for teachers with a view."""
+    views = {}
+    for network, teacher in getattr(model, '_teacher_modules', dict)().items():
+        if getattr(teacher, 'view', None) is not None:
+            views[network] = torch.nn.functional.interpolate(
+                x, size=teacher.view, mode='bilinear', align_corners=False)
+    return views or None
+
+
 def build(config):
     cfg = Config.fromfile(osp.join(REPO, config))
     model_cfg = cfg.model
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    if model_cfg.get('teacher'):
-        # bf16 (the ImageNet teachers' GPU setting) rounds the teacher, not the terms.
-        model_cfg.teacher.update(checkpoint=None, pretrained=False, random_init=True,
-                                 bf16=False)
+    for teacher in [model_cfg.get('teacher')] + list((model_cfg.get('teachers') or {}).values()):
+        if teacher:
+            # bf16 (the ImageNet teachers' GPU setting) rounds the teacher, not the terms.
+            teacher.update(checkpoint=None, pretrained=False, random_init=True, bf16=False)
     model_cfg.student.pop('pretrained', None)
     DefaultScope.get_instance(f'pin_{zlib.crc32(config.encode())}', scope_name='kdzoo')
     torch.manual_seed(0)
@@ -88,7 +98,10 @@ def test_loss_terms_match_the_pinned_values(config):
             model.set_stage(None if stage == 'stage1' else {})
         torch.manual_seed(0)
         with torch.no_grad():
-            got = {k: float(v) for k, v in model.loss(x, samples[targets]).items()}
+            views = teacher_views(model, x)
+            losses = (model.loss(x, samples[targets]) if views is None else
+                      model.loss(x, samples[targets], views))
+            got = {k: float(v) for k, v in losses.items()}
         # Terms that are off are logged as 0; the pins list the terms that were computed.
         assert set(expected) <= set(got), key
         assert all(got[k] == 0.0 for k in set(got) - set(expected)), key

@@ -181,3 +181,40 @@ def test_validation_reports_each_teachers_accuracy():
         expected = (logits[name].argmax(1) == labels).float().mean().item() * 100
         assert got[f'teacher/{name}/top1'] == pytest.approx(expected)
     assert 'teacher/top1' not in got  # no default teacher here
+
+
+def test_the_two_teacher_config_trains_and_reports_both_teachers(cifar_tiny, tmp_path):
+    """configs/deit/deit_micro_2teachers_cifar10.py through tools/train.py: the ensemble
+    term is logged, and validation reports each teacher's accuracy."""
+    import glob
+    import json
+    import os.path as osp
+
+    from conftest import REPO, load_tool
+    paths = {}
+    for name, depth in (('resnet20', 20), ('resnet56', 56)):
+        torch.manual_seed(depth)
+        net = MODELS.build(dict(type='CifarResNet', depth=depth, num_classes=10))
+        paths[name] = str(tmp_path / f'{name}.pth')
+        torch.save(net.state_dict(), paths[name])
+    options = [f'{loader}.{key}={value}'
+               for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+               for key, value in (('dataset.data_root', cifar_tiny), ('num_workers', 0),
+                                  ('persistent_workers', False))]
+    options += ['train_dataloader.dataset.subset_ratio=1.0',
+                'train_dataloader.dataset.per_class=2', 'train_dataloader.batch_size=10',
+                'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+                'default_hooks.logger.interval=1', 'default_hooks.progress_bar.disable=True',
+                f"model.teachers.resnet20.checkpoint={paths['resnet20']}",
+                f"model.teachers.resnet56.checkpoint={paths['resnet56']}",
+                'model.student.embed_dim=32', 'model.student.depth=1']
+    work_dir = str(tmp_path / 'work')
+    load_tool('train').main([osp.join(REPO, 'configs', 'deit',
+                                      'deit_micro_2teachers_cifar10.py'),
+                             '--work-dir', work_dir, '--cfg-options', *options])
+    [scalars] = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    records = [json.loads(line) for line in open(scalars)]
+    assert all(r['loss_kd'] > 0 for r in records if 'loss' in r)
+    val = [r for r in records if 'joint/top1' in r][-1]
+    for name in ('resnet20', 'resnet56'):
+        assert 0 <= val[f'teacher/{name}/top1'] <= 100

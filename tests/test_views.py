@@ -190,3 +190,45 @@ def test_a_pipeline_without_a_resizing_step_is_refused(cifar_tiny):
     pipeline = Config.fromfile(SHIPPED).train_pipeline
     with pytest.raises(ValueError, match='has none of'):
         dataset(cifar_tiny, pipeline, views=dict(teacher=dict(size=32)))
+
+
+def shipped_pipeline(drop=()):
+    return [t for t in Config.fromfile(SHIPPED).train_pipeline if t['type'] not in drop]
+
+
+def test_a_view_pipeline_draws_as_the_students_where_they_share_transforms(cifar_tiny):
+    from mmengine.registry import DefaultScope
+    DefaultScope.get_instance('views_pipeline', scope_name='kdzoo')
+    same = dataset(cifar_tiny, shipped_pipeline(),
+                   views=dict(teacher=dict(pipeline=shipped_pipeline())))
+    no_ra = dataset(cifar_tiny, shipped_pipeline(),
+                    views=dict(teacher=dict(pipeline=shipped_pipeline(drop=('RandAugment',)))))
+    # The student's pipeline with RandAugment replaced by a flip that never flips: the
+    # transforms after it sit at other positions than in the view's pipeline, and draw as
+    # the view's do (by type and rank, not position).
+    placeholder = shipped_pipeline()
+    placeholder[[t['type'] for t in placeholder].index('RandAugment')] = dict(
+        type='RandomFlip', prob=0.0, direction='horizontal')
+    student_no_ra = dataset(cifar_tiny, placeholder,
+                            views=dict(other=dict(pipeline=shipped_pipeline())))
+    differ = 0
+    for key in keys(same):
+        sample = same[key]
+        # The same pipeline twice: the same draws, the same image.
+        assert torch.equal(sample['views']['teacher'], sample['inputs'])
+        # Without RandAugment the crop, flip and erasing are still the student's.
+        view = no_ra[key]['views']['teacher']
+        assert torch.equal(view, student_no_ra[key]['inputs'])
+        assert torch.equal(no_ra[key]['inputs'], sample['inputs'])
+        differ += not torch.equal(view, sample['inputs'])
+    assert differ > 0  # RandAugment changed some of the students' images
+
+
+def test_a_view_pipeline_must_load_as_the_training_set(cifar_tiny):
+    with pytest.raises(ValueError, match='its pipeline starts with RandomFlip'):
+        dataset(cifar_tiny, shipped_pipeline(),
+                views=dict(teacher=dict(pipeline=shipped_pipeline(drop=(
+                    'LoadImageFromFile', 'RandomCrop')))))
+    with pytest.raises(ValueError, match='ending with PackInputs'):
+        dataset(cifar_tiny, shipped_pipeline(), views=dict(teacher=dict(pipeline=[
+            dict(type='LoadImageFromFile')])))

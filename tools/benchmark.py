@@ -138,8 +138,11 @@ def prepare(config, args, compiled=False):
     from kdzoo.models.distiller import input_size
     from kdzoo.numerics import apply_precision
     cfg = load_config(config, args.cfg_options)
-    if args.teacher_dtype != 'config' and cfg.model.get('teacher') is not None:
-        cfg.model.teacher.bf16 = args.teacher_dtype == 'bfloat16'
+    if args.teacher_dtype != 'config':
+        for teacher in [cfg.model.get('teacher')] + list((cfg.model.get('teachers') or
+                                                          {}).values()):
+            if teacher is not None:
+                teacher.bf16 = args.teacher_dtype == 'bfloat16'
     # --cfg-options model.compile=... sets the compile arguments of the compiled variant.
     cfg.model.compile = (cfg.model.get('compile') or True) if compiled else False
     model = build_model(cfg, teacher_weights=False, device=args.device).train()

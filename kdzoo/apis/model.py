@@ -38,9 +38,13 @@ def build_model(cfg, teacher_weights=True, device='cpu'):
     flush_denormals(cfg)  # subnormal floats flushed on the CPU: see kdzoo/numerics.py
     model_cfg = cfg.model.copy()
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    if not teacher_weights and model_cfg.get('teacher') is not None:
-        model_cfg.teacher = dict(model_cfg.teacher, checkpoint=None, pretrained=False,
-                                 random_init=True)
+    if not teacher_weights:
+        random = dict(checkpoint=None, pretrained=False, random_init=True)
+        if model_cfg.get('teacher') is not None:
+            model_cfg.teacher = dict(model_cfg.teacher, **random)
+        if model_cfg.get('teachers'):
+            model_cfg.teachers = {name: dict(t, **random) if t is not None else None
+                                  for name, t in model_cfg.teachers.items()}
     with DefaultScope.overwrite_default_scope('kdzoo'):
         return MODELS.build(model_cfg).to(device)
 

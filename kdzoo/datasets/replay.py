@@ -27,10 +27,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from mmengine.dataset import Compose
 from torch.utils.data import Sampler
 
 from kdzoo.registry import DATA_SAMPLERS, DATASETS
-from .views import make_views, size_step, view_size
+from .views import (SampleKey, check_view, make_views, seed_each_transform, size_step,
+                    view_size)
 
 #: Tags that keep the streams of one (data seed, epoch) apart.
 ORDER_TAG, SAMPLE_TAG, PAIR_TAG, BATCH_TAG = 1, 2, 3, 4
@@ -164,10 +166,24 @@ class ReplayDataset:
 
     def __init__(self, dataset, views=None):
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
-        self.views = {name: view_size(spec, f'view {name!r}')
-                      for name, spec in (views or {}).items()}
+        views = {name: check_view(spec, f'view {name!r}') for name, spec in
+                 (views or {}).items()}
+        #: {name: (height, width)} of the views at other sizes.
+        self.views = {n: view_size(v, f'view {n!r}') for n, v in views.items() if 'size' in v}
+        #: {name: Compose} of the views with pipelines of their own.
+        self.pipelines = {n: seed_each_transform(Compose(v['pipeline']))
+                          for n, v in views.items() if 'pipeline' in v}
         if self.views:
             size_step(self.dataset.pipeline)  # a clear error now rather than at a sample
+        if self.pipelines:
+            seed_each_transform(self.dataset.pipeline)
+            own = type(getattr(self.dataset.pipeline.transforms[0], 'transform', None)).__name__
+            for name, pipeline in self.pipelines.items():
+                first = type(pipeline.transforms[0].transform).__name__
+                if first != own:
+                    raise ValueError(f'view {name!r}: its pipeline starts with {first}, the '
+                                     f"training set's with {own}; a view pipeline loads the "
+                                     'image as the training set does')
 
     def __len__(self):
         return len(self.dataset)
@@ -181,13 +197,20 @@ class ReplayDataset:
         if isinstance(key, (int, np.integer)):
             return self.dataset[key]
         data_seed, epoch, position, sample_id = key
-        with seeded_global_rngs(data_seed, epoch, sample_id, SAMPLE_TAG):
-            if self.views:
-                sample, views = make_views(lambda: self.dataset[sample_id],
-                                           self.dataset.pipeline, self.views)
-                sample['views'] = views
-            else:
-                sample = self.dataset[sample_id]
+        SampleKey.current = (data_seed, epoch, sample_id) if self.pipelines else None
+        try:
+            with seeded_global_rngs(data_seed, epoch, sample_id, SAMPLE_TAG):
+                if self.views:
+                    sample, views = make_views(lambda: self.dataset[sample_id],
+                                               self.dataset.pipeline, self.views)
+                else:
+                    sample, views = self.dataset[sample_id], {}
+                for name, pipeline in self.pipelines.items():
+                    views[name] = self._through(pipeline, sample_id)['inputs']
+        finally:
+            SampleKey.current = None
+        if views:
+            sample['views'] = views
         packed = sample.get('data_samples') if isinstance(sample, dict) else None
         if packed is None or not hasattr(packed, 'set_metainfo'):
             raise TypeError('ReplayDataset: the pipeline must end with PackInputs (a '
@@ -195,6 +218,21 @@ class ReplayDataset:
         packed.set_metainfo(dict(replay=(int(data_seed), int(epoch), int(position),
                                          int(sample_id))))
         return sample
+
+    def _through(self, pipeline, sample_id):
+        """Sample ``sample_id`` through another pipeline (the dataset's own loading and
+        caching, its pipeline swapped for the call)."""
+        saved = _swap_pipeline(self.dataset, pipeline)
+        try:
+            return self.dataset[sample_id]
+        finally:
+            _swap_pipeline(self.dataset, saved)
+
+
+def _swap_pipeline(dataset, pipeline):
+    saved = dataset.pipeline
+    dataset.pipeline = pipeline
+    return saved
 
 
 def replay_keys(data_samples):

@@ -1,6 +1,7 @@
-"""Views: each training sample at other resolutions, for teachers that see another view of
-it than the student (a student at 24 px and its teacher at 32 px of the same crop; DeiT-Ti
-at 160 px from a RegNetY-16GF at 224 px).
+"""Views: each training sample at other resolutions, or through another pipeline, for
+teachers that see another view of it than the student (a student at 24 px and its teacher
+at 32 px of the same crop; DeiT-Ti at 160 px from a RegNetY-16GF at 224 px; a teacher on
+the image without RandAugment).
 
 A view is asked for by a teacher (``Teacher(view=dict(size=S))``); kdzoo's Runner hands the
 views of the model's teachers to the training set's :class:`~kdzoo.datasets.replay.
@@ -10,6 +11,12 @@ ReplayDataset`, which makes every view of a sample from **one** run of the pipel
    views, with its last resizing step (:data:`SIZE_TRANSFORMS`) set to the largest size
    asked for (the student's own included);
 2. the student's image and every view are that image resized (antialiased) to their sizes.
+
+A view with a pipeline of its own (``dict(pipeline=[...])``) is the sample through that
+pipeline. With such views every transform of every pipeline draws from a generator seeded
+by the sample's key and the transform (its type and its rank among the transforms of that
+type, :class:`SeededTransform`), so the transforms that two pipelines share draw the same:
+a teacher pipeline without RandAugment crops, flips and erases where the student's does.
 
 So the crop, the flip and every augmentation after the resizing step (RandAugment, random
 erasing) are the same in every view, pixel for pixel up to the resampling, and mixup/cutmix
@@ -26,14 +33,30 @@ import torch.nn.functional as F
 
 #: Transforms that set the output size of a pipeline, and the attribute that holds it.
 SIZE_TRANSFORMS = {'Resize': 'scale', 'RandomResizedCrop': 'scale'}
-VIEW_KEYS = ('size',)
+VIEW_KEYS = ('size', 'pipeline')
+
+
+def check_view(spec, owner):
+    """A view ``spec`` checked: ``dict(size=S)`` or ``dict(pipeline=[...])``."""
+    if (not isinstance(spec, dict) or set(spec) - set(VIEW_KEYS) or len(spec) != 1):
+        raise ValueError(f'{owner}: a view is dict(size=S) (S pixels, or (height, width)) or '
+                         f'dict(pipeline=[...]) (a training pipeline of its own), got {spec!r}')
+    if 'pipeline' in spec:
+        pipeline = spec['pipeline']
+        if not isinstance(pipeline, (list, tuple)) or not pipeline or \
+                str(pipeline[-1].get('type', '')).split('.')[-1] != 'PackInputs':
+            raise ValueError(f'{owner}: a view pipeline is a list of transforms ending with '
+                             f'PackInputs, got {pipeline!r}')
+    else:
+        view_size(spec, owner)
+    return spec
 
 
 def view_size(spec, owner):
-    """The (height, width) of a view ``spec`` (``dict(size=S)``), checked."""
-    if not isinstance(spec, dict) or set(spec) - set(VIEW_KEYS) or 'size' not in spec:
-        raise ValueError(f'{owner}: a view is dict(size=S) (S pixels, or (height, width)), '
-                         f'got {spec!r}')
+    """The (height, width) of a size view ``spec`` (``dict(size=S)``), checked."""
+    if not isinstance(spec, dict) or set(spec) != {'size'}:
+        raise ValueError(f'{owner}: a view is dict(size=S) (S pixels, or (height, width)) or '
+                         f'dict(pipeline=[...]), got {spec!r}')
     size = spec['size']
     size = (size, size) if isinstance(size, int) else tuple(size)
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
@@ -104,3 +127,55 @@ def make_views(run, pipeline, views):
         raise TypeError('views need PackInputs at the end of the pipeline (a tensor image)')
     sample['inputs'] = resize_image(img, own)
     return sample, {name: resize_image(img, size) for name, size in views.items()}
+
+
+class SampleKey:
+    """The key of the sample being made in this process (set by ReplayDataset)."""
+    current = None
+
+
+class SeededTransform:
+    """A transform whose draws come from (the current sample's key, ``tag``): Python's,
+    numpy's and torch's global generators are seeded before it runs (and the sample's
+    generators are what they were afterwards)."""
+
+    def __init__(self, transform, tag):
+        self.transform = transform
+        self.tag = tag
+
+    def __call__(self, results):
+        from .replay import seeded_global_rngs
+        key = SampleKey.current
+        if key is None:
+            return self.transform(results)
+        with seeded_global_rngs(*key, *self.tag):
+            return self.transform(results)
+
+    def __getattr__(self, name):
+        if name == 'transform':
+            raise AttributeError(name)
+        return getattr(self.transform, name)
+
+    def __repr__(self):
+        return f'Seeded({self.transform!r})'
+
+
+#: Tags of the transforms of a seeded pipeline: a stream apart from the sample's own.
+TRANSFORM_TAG = 5
+
+
+def seed_each_transform(pipeline):
+    """Wrap each transform of ``pipeline`` (a Compose, changed in place) in a
+    :class:`SeededTransform` tagged by its type and its rank among that type's transforms
+    (the same tags in two pipelines mean the same draws)."""
+    import zlib
+    seen = {}
+    for i, transform in enumerate(pipeline.transforms):
+        if isinstance(transform, SeededTransform):
+            continue
+        name = type(transform).__name__
+        rank = seen.get(name, 0)
+        seen[name] = rank + 1
+        pipeline.transforms[i] = SeededTransform(
+            transform, (TRANSFORM_TAG, zlib.crc32(name.encode()), rank))
+    return pipeline

@@ -201,19 +201,20 @@ class Distiller(Classifier):
 
     def _check_views(self):
         for network, teacher in self._teacher_modules().items():
-            if getattr(teacher, 'view', None) is None:
+            if getattr(teacher, 'view_spec', None) is None:
                 continue
             if network == 'teacher' and self.recorded_teacher is not None:
                 raise ValueError('a teacher record holds the teacher on the student\'s batch; '
                                  'a teacher with a view cannot be read from one (drop '
                                  'model.teacher_outputs or the view)')
-            teacher.check_takes(teacher.view[0])
+            if teacher.view is not None:
+                teacher.check_takes(teacher.view[0])
 
     def _teacher_input(self, network, inputs, views):
         """What the teacher of ``network`` sees in training: its view of the batch, or the
         student's batch."""
         teacher = self._teacher_modules()[network]
-        if getattr(teacher, 'view', None) is None:
+        if getattr(teacher, 'view_spec', None) is None:
             return inputs
         if not views or network not in views:
             raise ValueError(

@@ -116,8 +116,10 @@ class Teacher(nn.Module):
         view: ``dict(size=S)``: in training the teacher sees its own view of each sample,
             the same crop, flip, augmentations and mixing at S pixels
             (:mod:`kdzoo.datasets.views`); in validation the student's images resized to
-            S. The training set must go through ``ReplaySampler`` (kdzoo's Runner then
-            makes the views). Not together with ``img_size``.
+            S (not together with ``img_size``). ``dict(pipeline=[...])``: the sample
+            through a pipeline of its own, whose transforms draw as the student's
+            transforms of the same type and rank do. The training set must go through
+            ``ReplaySampler`` (kdzoo's Runner then makes the views).
     """
 
     def __init__(self, model, checkpoint=None, pretrained=False, random_init=False,
@@ -125,17 +127,21 @@ class Teacher(nn.Module):
                  channels_last=False, view=None):
         super().__init__()
         check_weights_named(model, checkpoint, pretrained, random_init)
-        self.view = None
+        #: The teacher's view of the training samples (None: the student's batch), and
+        #: the size of a view at another size (None for a view with its own pipeline).
+        self.view_spec, self.view = None, None
         if view is not None:
-            from kdzoo.datasets.views import view_size
-            if img_size is not None:
-                raise ValueError(f'teacher {model!r}: give view=dict(size=...) or img_size, not '
-                                 'both (a view already gives the teacher its size)')
-            self.view = view_size(view, f'teacher {model!r}')
-            if self.view[0] != self.view[1]:
-                raise ValueError(f'teacher {model!r}: a teacher view is square, got size '
-                                 f'{self.view}')
-            img_size = self.view[0]
+            from kdzoo.datasets.views import check_view, view_size
+            self.view_spec = dict(check_view(view, f'teacher {model!r}'))
+            if 'size' in view:
+                if img_size is not None:
+                    raise ValueError(f'teacher {model!r}: give view=dict(size=...) or img_size, '
+                                     'not both (a view already gives the teacher its size)')
+                self.view = view_size(view, f'teacher {model!r}')
+                if self.view[0] != self.view[1]:
+                    raise ValueError(f'teacher {model!r}: a teacher view is square, got size '
+                                     f'{self.view}')
+                img_size = self.view[0]
         source = checkpoint
         if checkpoint is not None:
             checkpoint = resolve_checkpoint(checkpoint)

@@ -1,6 +1,6 @@
 DESCRIPTION = "the teacher is run on the student's batch although it asks for its own view"
 FILE = 'kdzoo/models/distiller.py'
-FIND = '''        if getattr(teacher, 'view', None) is None:
+FIND = '''        if getattr(teacher, 'view_spec', None) is None:
             return inputs
 '''
 REPLACE = '''        if True:
