@@ -100,7 +100,11 @@ def config_table(names):
     and the config file; '-' where the index has no entry or figure."""
     from kdzoo.apis import configs_root
     from kdzoo.apis.model_index import KDZOO_TOP1, PAPER_TOP1, zoo_models
-    index = {osp.splitext(m['Config'])[0].split('/', 1)[-1]: m for m in zoo_models()}
+    # A config listed twice (a family's own metafile, then the zoo's method table, which
+    # comes last in the index) shows its family's entry.
+    index = {}
+    for m in zoo_models():
+        index.setdefault(osp.splitext(m['Config'])[0].split('/', 1)[-1], m)
     rows = [('config', 'family', 'params (M)', 'FLOPs (G)', 'data', 'top-1 kdzoo',
              'top-1 paper', 'file')]
     for name in names:

@@ -119,25 +119,30 @@ def test_an_unknown_subcommand_lists_the_available_ones():
 def test_the_model_index_loads_with_modelindex_and_has_every_model():
     from modelindex.load_model_index import load
 
-    from kdzoo.apis.model_index import KDZOO_TOP1, PAPER_TOP1, zoo_models
+    from kdzoo.apis.model_index import KDZOO_TOP1, PAPER_TOP1, load_metafile, zoo_models
+    from kdzoo.apis.zoo_table import STD_TOP1
     index = load(osp.join(REPO, 'model-index.yml'))
     assert index.check(silent=True) == []
     models = {m.name: m for m in index.models}
     listed = zoo_models(REPO)
     assert len(listed) >= 27 and set(models) == {m['Name'] for m in listed}
-    assert {c.name for c in index.collections} == {'DeiT', 'DearKD'}
+    zoo = load_metafile(osp.join(REPO, 'configs', 'zoo', 'metafile.yml'), REPO)
+    assert {c.name for c in index.collections} == {'DeiT', 'DearKD'} | {
+        c['Name'] for c in zoo['Collections']}
+    methods = {c['Name'] for c in zoo['Collections']}
     for entry in listed:
         model = models[entry['Name']]
-        assert model.in_collection in ('DeiT', 'DearKD')
+        in_zoo = entry['Name'].startswith('zoo_')  # the zoo's method table (CIFAR-10)
+        assert model.in_collection in (methods if in_zoo else ('DeiT', 'DearKD'))
         assert osp.isfile(osp.join(REPO, model.config))
         assert model.metadata.parameters > 0 and model.metadata.flops > 0
         assert model.metadata.training_data
         assert len(model.results or []) == len(entry.get('Results') or [])
         for result in model.results or []:
             assert result.task == 'Image Classification'
-            assert result.dataset == ('CIFAR-10' if 'cifar10' in entry['Name']
+            assert result.dataset == ('CIFAR-10' if in_zoo or 'cifar10' in entry['Name']
                                       else 'ImageNet-1k')
-            assert set(result.metrics) <= {KDZOO_TOP1, PAPER_TOP1}
+            assert set(result.metrics) <= {KDZOO_TOP1, PAPER_TOP1, STD_TOP1}
     # The paper's figure and kdzoo's measured one stay apart.
     assert models['deit_ti_distilled'].results[0].metrics == {PAPER_TOP1: 74.5}
     assert models['deit_micro_distilled_cifar10'].results[0].metrics == {KDZOO_TOP1: 38.7}

@@ -388,7 +388,7 @@ class Distiller(Classifier):
         active = self.active_terms()
         sources = set().union(*(t.sources for t in active.values())) if active else set()
         layer_keys = {net: [s.record_key for s in sources if s.is_layer and s.network == net]
-                      for net in ['student'] + list(self._teacher_modules())}
+                      for net in ['student', 'teacher'] + list(self._teacher_modules())}
         with self.student_recorder.recording(layer_keys['student']):
             cls_logits, dist_logits = self.heads(inputs)
         values = {'student.cls_logits': cls_logits, 'student.dist_logits': dist_logits,
