@@ -64,6 +64,22 @@ def test_benchmark_measures_with_and_without_teacher(tmp_path, cifar_tiny, capsy
     assert 'images/s' in out and 'peak memory' in out and 'teacher overhead' in out
 
 
+def test_benchmark_gives_a_teacher_with_a_view_its_view(tmp_path, cifar_tiny, monkeypatch):
+    """The synthetic batch carries the views that the config's teachers ask for, and the
+    teacher runs on its view."""
+    benchmark = load_tool('benchmark')
+    extra = "model['student'].update(img_size=16)\nmodel['teacher'].update(view=dict(size=24))\n"
+    cfg_file = write_tiny_distill_config(tmp_path / 'tiny.py', cifar_tiny, extra=extra)
+    from kdzoo.models import Teacher
+    seen = []
+    forward = Teacher.forward
+    monkeypatch.setattr(Teacher, 'forward', lambda self, x, *a: seen.append(x.shape[-1])
+                        or forward(self, x, *a))
+    benchmark.main([cfg_file, '--batch-size', '4', '--iters', '1', '--warmup', '1',
+                    '--rounds', '1'])
+    assert seen and set(seen) == {24}
+
+
 def test_benchmark_takes_the_run_precision(tmp_path, cifar_tiny, capsys, monkeypatch):
     """Each variant trains at the run's precision: --fp32, --amp, or the config's ('auto'
     follows the CPU's flags); the header names it with the device."""

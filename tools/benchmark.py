@@ -113,15 +113,21 @@ def device_peak(device, given):
     return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
 
 
-def synthetic_batch(batch_size, size, num_classes):
+def synthetic_batch(batch_size, size, num_classes, views=None):
+    """Random images and labels; ``views`` ({teacher network: (h, w)}) adds the teachers'
+    views of the batch, as the replayable data path makes them."""
     from mmpretrain.structures import DataSample
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     labels = torch.randint(0, num_classes, (batch_size,))
     # Replay keys (data seed, epoch, position, sample id), as ReplaySampler gives them: the
     # replayable preprocessor mixes by them and a teacher record is read by them.
-    samples = [DataSample(metainfo=dict(replay=(0, 0, i, i))).set_gt_label(int(y))
-               for i, y in enumerate(labels)]
-    return dict(inputs=list(images), data_samples=samples)
+    samples = [DataSample(metainfo=dict(replay=(0, 0, i, i), sample_idx=i)).set_gt_label(
+        int(y)) for i, y in enumerate(labels)]
+    data = dict(inputs=list(images), data_samples=samples)
+    if views:
+        data['views'] = {name: torch.randint(0, 256, (batch_size, 3, *hw), dtype=torch.uint8)
+                         for name, hw in views.items()}
+    return data
 
 
 def peak_memory_mb(device):
@@ -149,7 +155,9 @@ def prepare(config, args, compiled=False):
     precision = apply_precision(cfg, args.device, args.amp, args.fp32)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     batch_size = args.batch_size or cfg.train_dataloader.batch_size
-    data = synthetic_batch(batch_size, input_size(model.student)[-1], model.num_classes)
+    views = {network: t.view for network, t in getattr(model, '_teacher_modules', dict)().items()
+             if getattr(t, 'view', None) is not None}
+    data = synthetic_batch(batch_size, input_size(model.student)[-1], model.num_classes, views)
     variants = {'student alone': {}}
     if getattr(model, 'distill_active', False):
         variants = {'with teacher': None, **variants}
