@@ -72,6 +72,8 @@ def test_results_of_a_sweep_fill_the_table(tmp_path):
         ('kd_resnet8_cifar10', 2, 44.0, 120.0), ('dkd_resnet8_cifar10', 0, 41.5, 90.0),
         ('not_a_zoo_config', 0, 10.0, 1.0)])
     meta = zoo_meta()
+    for model in meta['Models']:  # as before any run, whatever the shipped file holds
+        model.pop('Results', None)
     updated = update_from_sweep(meta, read_sweep(results))
     assert sorted(updated) == ['zoo_dkd_resnet8', 'zoo_kd_resnet8']
     kd = next(m for m in meta['Models'] if m['Name'] == 'zoo_kd_resnet8')
