@@ -76,8 +76,7 @@ def render_method_table(meta, folder, root):
 
 
 def read_sweep(results_csv, metric=SWEEP_METRIC):
-    """{config name: (seeds, mean, std, per-seed values, mean wall-clock s)} from a
-    sweep's ``results.csv``."""
+    """{config name: dict(seeds, mean, std, values)} from a sweep's ``results.csv``."""
     out = {}
     with open(results_csv, newline='') as f:
         for row in csv.DictReader(f):
@@ -89,8 +88,7 @@ def read_sweep(results_csv, metric=SWEEP_METRIC):
                 seeds=[int(s) for s in row['seeds'].split()],
                 mean=float(row[f'{metric} mean']),
                 std=float(std) if std not in (None, '') else None,
-                values=values,
-                wall_s=float(row['wall_s mean']) if row.get('wall_s mean') else None)
+                values=values)
     return out
 
 

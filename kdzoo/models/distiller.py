@@ -17,8 +17,8 @@ from .recorded_teacher import RecordedTeacher
 from .recorder import FeatureRecorder
 from .sources import check_layer_source, is_teacher
 from .teachers import (TEACHER_CHILDREN, build_teachers, check_class_counts,
-                       check_named_teacher, drop_teacher_keys, name_of, network_of,
-                       true_class_ranks)
+                       check_named_teacher, check_views, comparable, drop_teacher_keys,
+                       network_of, set_ranks, teacher_input)
 
 IDLE_DIST_HEAD = ('labels', None)
 DEIT_TERM = 'distill'
@@ -115,7 +115,7 @@ class Distiller(Classifier):
             with torch.random.fork_rng(devices=[]):
                 self.teacher = MODELS.build(teacher)
         self.teachers = torch.nn.ModuleDict(build_teachers(teachers))
-        self._check_views()
+        check_views(self._teacher_modules(), self.recorded_teacher is not None)
         self._check_sources(bindings)
         self._make_recorders(bindings)
         shapes = self._layer_shapes(specs)
@@ -198,30 +198,6 @@ class Distiller(Classifier):
         bound = bind_arguments(name, loss, dict(spec.get('inputs') or {}),
                                spec.get('positional', ()))
         return loss, bound
-
-    def _check_views(self):
-        for network, teacher in self._teacher_modules().items():
-            if getattr(teacher, 'view_spec', None) is None:
-                continue
-            if network == 'teacher' and self.recorded_teacher is not None:
-                raise ValueError('a teacher record holds the teacher on the student\'s batch; '
-                                 'a teacher with a view cannot be read from one (drop '
-                                 'model.teacher_outputs or the view)')
-            if teacher.view is not None:
-                teacher.check_takes(teacher.view[0])
-
-    def _teacher_input(self, network, inputs, views):
-        """What the teacher of ``network`` sees in training: its view of the batch, or the
-        student's batch."""
-        teacher = self._teacher_modules()[network]
-        if getattr(teacher, 'view_spec', None) is None:
-            return inputs
-        if not views or network not in views:
-            raise ValueError(
-                f'{network} sees its own view of the training samples, and this batch carries '
-                'none: the training set must go through ReplaySampler with a '
-                'ReplayClsDataPreprocessor (kdzoo\'s Runner then makes the views)')
-        return views[network]
 
     def _teacher_modules(self):
         """{source network: Teacher}: 'teacher' and 'teachers.<name>' for each named one."""
@@ -399,13 +375,13 @@ class Distiller(Classifier):
         elif any(s.network == 'teacher' for s in sources):
             with self.teacher_recorder.recording(layer_keys['teacher']):
                 values['teacher.logits'] = self.teacher_logits(
-                    self._teacher_input('teacher', inputs, views))
+                    teacher_input('teacher', self.teacher, inputs, views))
         for name, teacher in self.teachers.items():  # each named teacher once, if read
             network = network_of(name)
             if any(s.network == network for s in sources):
                 with self.teacher_recorders[network].recording(layer_keys[network]):
                     values[f'{network}.logits'] = self.run_teacher(
-                        teacher, self._teacher_input(network, inputs, views))
+                        teacher, teacher_input(network, teacher, inputs, views))
         targets = self.targets(data_samples)
         values['targets'] = targets
         if any(s.text == 'labels' for s in sources):
@@ -473,10 +449,11 @@ class Distiller(Classifier):
         samples = super().predict(inputs, data_samples)
         if data_samples is None or not all('gt_label' in s for s in samples):
             return samples
-        for name in self.teachers:
-            if self._evaluates(self.teachers[name]):
-                self._set_ranks(samples, inputs, self.teachers[name], self._named_ranks[name],
-                                f'teacher_rank_{name}')
+        size = input_size(self.student)[-1]
+        for name, teacher in self.teachers.items():
+            if self.eval_teacher and comparable(teacher, self.num_classes, size):
+                set_ranks(samples, lambda idx, t=teacher: self.run_teacher(t, inputs[idx]),
+                          self._named_ranks[name], f'teacher_rank_{name}')
         if not self._evaluates_teacher():
             return samples
         if self.teacher is None:  # an offline teacher: its recorded ranks
@@ -484,32 +461,8 @@ class Distiller(Classifier):
             for sample, rank in zip(samples, ranks):
                 sample.set_field(torch.tensor(rank), 'teacher_rank', field_type='data')
             return samples
-        return self._set_ranks(samples, inputs, self.teacher, self._teacher_ranks,
-                               'teacher_rank')
-
-    def _set_ranks(self, samples, inputs, teacher, cache, field):
-        """Set ``field`` of each sample to the rank of its true class among ``teacher``'s
-        logits, from ``cache`` (sample key -> rank) where known."""
-        keys = [_sample_key(s) for s in samples]
-        todo = [i for i, k in enumerate(keys) if k is None or k not in cache]
-        ranks = [cache.get(k) for k in keys]
-        if todo:
-            logits = self.run_teacher(teacher, inputs[todo])
-            labels = torch.cat([samples[i].gt_label for i in todo]).to(logits.device)
-            for i, rank in zip(todo, true_class_ranks(logits, labels).tolist()):
-                ranks[i] = rank
-                if keys[i] is not None:
-                    cache[keys[i]] = rank
-        for sample, rank in zip(samples, ranks):
-            sample.set_field(torch.tensor(rank), field, field_type='data')
-        return samples
-
-    def _evaluates(self, teacher):
-        """Whether a named teacher's accuracy is reported: trained weights and the
-        student's class count."""
-        size = input_size(self.student)
-        return (self.eval_teacher and getattr(teacher, 'has_weights', False)
-                and teacher.num_classes(size=size[-1]) == self.num_classes)
+        return set_ranks(samples, lambda idx: self.teacher_logits(inputs[idx]),
+                         self._teacher_ranks, 'teacher_rank')
 
     def _evaluates_teacher(self):
         if not self.eval_teacher:
@@ -525,14 +478,7 @@ class Distiller(Classifier):
             return self._teacher_comparable
         if self.teacher is None:
             return False
-        if self._teacher_comparable is None:
-            # A teacher without weights (random initialisation, e.g. for a speed test) or
-            # with another class count has no accuracy worth reporting on these labels.
-            size = input_size(self.student)
-            self._teacher_comparable = (
-                getattr(self.teacher, 'has_weights', False)
-                and self.teacher.num_classes(size=size[-1]) == self.num_classes)
-        return self._teacher_comparable
+        return comparable(self.teacher, self.num_classes, input_size(self.student)[-1])
 
     def _keep_own_teacher(self, state_dict, prefix, *args):
         # The teachers are not training state: they keep the weights of their own
@@ -575,13 +521,6 @@ def sample_indices(data_samples, device):
             "sample_idx: keep 'sample_idx' in PackInputs' meta_keys (it is there by default) "
             'and use a dataset derived from mmengine\'s BaseDataset') from None
     return torch.tensor(idx, dtype=torch.long, device=device)
-
-
-def _sample_key(sample):
-    """A sample's evaluation input: image path and shape (None without a path: its
-    teacher rank is then computed every time)."""
-    path = sample.metainfo.get('img_path')
-    return None if path is None else (path, tuple(sample.metainfo.get('img_shape', ())))
 
 
 def input_size(net, default=224):

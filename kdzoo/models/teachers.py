@@ -81,10 +81,74 @@ def check_class_counts(terms, teachers, num_classes, size):
                                  f'{num_classes}; set num_classes of both to the same value')
 
 
+def check_views(teachers, recorded):
+    """Refuse, at build time, a view that the teacher cannot take or that a teacher record
+    (``recorded``: the default teacher is read from one) cannot hold."""
+    for network, teacher in teachers.items():
+        if getattr(teacher, 'view_spec', None) is None:
+            continue
+        if network == 'teacher' and recorded:
+            raise ValueError("a teacher record holds the teacher on the student's batch; a "
+                             'teacher with a view cannot be read from one (drop '
+                             'model.teacher_outputs or the view)')
+        if teacher.view is not None:
+            teacher.check_takes(teacher.view[0])
+
+
+def teacher_input(network, teacher, inputs, views):
+    """What ``teacher`` (of source network ``network``) sees in training: its view of the
+    batch (``views[network]``), or the student's batch."""
+    if getattr(teacher, 'view_spec', None) is None:
+        return inputs
+    if not views or network not in views:
+        raise ValueError(
+            f'{network} sees its own view of the training samples, and this batch carries '
+            "none: the training set must go through ReplaySampler with a "
+            "ReplayClsDataPreprocessor (kdzoo's Runner then makes the views)")
+    return views[network]
+
+
+def comparable(teacher, num_classes, size):
+    """Whether ``teacher``'s accuracy is worth reporting on the student's labels: trained
+    weights (not a random initialisation, e.g. for a speed test) and the student's class
+    count. Decided once per teacher."""
+    if getattr(teacher, '_comparable', None) is None:
+        teacher._comparable = (getattr(teacher, 'has_weights', False)
+                               and teacher.num_classes(size=size) == num_classes)
+    return teacher._comparable
+
+
 def true_class_ranks(logits, labels):
     """The number of classes each sample's teacher scores strictly above its true class:
     top-k correct iff rank < k."""
     return (logits > logits.gather(1, labels[:, None])).sum(1)
+
+
+def sample_key(sample):
+    """A sample's evaluation input: image path and shape (None without a path: its
+    teacher rank is then computed every time)."""
+    path = sample.metainfo.get('img_path')
+    return None if path is None else (path, tuple(sample.metainfo.get('img_shape', ())))
+
+
+def set_ranks(samples, logits_of, cache, field):
+    """Set ``field`` of each sample to the rank of its true class among a teacher's logits
+    (``logits_of(indices)``: the logits of those samples), from ``cache`` (sample key ->
+    rank) where known: a frozen teacher on a deterministic evaluation pipeline runs once
+    per image."""
+    keys = [sample_key(s) for s in samples]
+    todo = [i for i, k in enumerate(keys) if k is None or k not in cache]
+    ranks = [cache.get(k) for k in keys]
+    if todo:
+        logits = logits_of(todo)
+        labels = torch.cat([samples[i].gt_label for i in todo]).to(logits.device)
+        for i, rank in zip(todo, true_class_ranks(logits, labels).tolist()):
+            ranks[i] = rank
+            if keys[i] is not None:
+                cache[keys[i]] = rank
+    for sample, rank in zip(samples, ranks):
+        sample.set_field(torch.tensor(rank), field, field_type='data')
+    return samples
 
 
 def drop_teacher_keys(state_dict, prefix):
