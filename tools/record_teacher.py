@@ -2,6 +2,7 @@
 
     kdzoo record-teacher CONFIG [--out DIR] [--epochs N] [--kind class|topk|logits] [--k K]
                          [--dtype float16|bfloat16|float32] [--chunk N] [--batch-size N]
+                         [--teacher teacher|NAME]
                          [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
 
 (``python tools/record_teacher.py`` in a checkout.) CONFIG is a distillation config file
@@ -11,6 +12,8 @@ model.teacher_outputs=DIR`` instead of running the teacher. Prints the record's 
 first; several processes (``torchrun --nproc-per-node 8 tools/record_teacher.py CONFIG
 --launcher pytorch``) share the chunks, and an interrupted recording resumes where it
 stopped when run again. On a terminal a bar shows the chunks, elsewhere log lines do.
+``--teacher NAME`` records the teacher NAME of ``model.teachers`` instead (read with
+``--cfg-options model.teacher_outputs.NAME=DIR``); a teacher with a view is recorded on it.
 """
 
 from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_launcher_arguments,
@@ -19,6 +22,7 @@ from kdzoo.apis.tool_args import (add_cfg_options, add_config_argument, add_laun
 EXAMPLES = ('kdzoo record-teacher deit_micro_distilled_cifar10',
             'kdzoo record-teacher deit_micro_distilled_cifar10 --epochs 5 --kind topk --k 5 '
             '--out work_dirs/records/micro_top5',
+            'kdzoo record-teacher deit_micro_2teachers_cifar10 --teacher resnet56',
             'torchrun --nproc-per-node 8 tools/record_teacher.py '
             'configs/deit/deit_s_distilled.py --launcher pytorch --kind topk')
 
@@ -46,6 +50,9 @@ def parse_args(argv=None):
                         help='stored float type of logits (default float16)')
     parser.add_argument('--chunk', type=int, default=1024,
                         help='positions per chunk, the unit of resuming (even; default 1024)')
+    parser.add_argument('--teacher', default='teacher',
+                        help="the teacher to record: 'teacher' (model.teacher, the default) "
+                        'or a name of model.teachers')
     parser.add_argument('--batch-size', type=int,
                         help="the teacher's batch (default: train_dataloader.batch_size)")
     add_cfg_options(parser)
@@ -64,7 +71,7 @@ def main(argv=None):
         result = record_teacher(args.config, out=args.out, epochs=args.epochs, kind=args.kind,
                                 k=args.k, dtype=args.dtype, chunk=args.chunk,
                                 cfg_options=args.cfg_options, launcher=args.launcher,
-                                batch_size=args.batch_size)
+                                batch_size=args.batch_size, teacher=args.teacher)
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     finish_distributed(args.launcher != 'none')

@@ -16,6 +16,12 @@ the teacher's accuracy without it.
 The model and data are built by kdzoo's Runner (``Runner.from_cfg``, the same preparation
 as training), and the record's fingerprint is :func:`~kdzoo.records.run_fingerprint` of
 the prepared config and the built training dataset, as the run that reads it computes it.
+
+Any teacher of the distiller can be recorded (``teacher``: ``'teacher'`` for
+``model.teacher`` or a name of ``model.teachers``), each into a record of its own, read back
+with ``model.teacher_outputs=dict(teacher=PATH, NAME=PATH)``. A teacher that sees
+its own view of the samples (``Teacher(view=...)``, :mod:`kdzoo.datasets.views`) is
+recorded on that view, made by the run's own data path.
 """
 import logging
 import os
@@ -47,10 +53,24 @@ def preprocessor_key(cfg):
     return 'data_preprocessor', cfg.get('data_preprocessor') or {}
 
 
-def check_record_config(cfg):
+def teacher_keys(model):
+    """The teachers of a model config: 'teacher' (``model.teacher``) and the names of
+    ``model.teachers``."""
+    out = ['teacher'] if model.get('teacher') is not None else []
+    named = model.get('teachers') or {}
+    return out + [n for n, c in named.items() if c is not None]
+
+
+def teacher_network(key):
+    """The source network of teacher ``key``: 'teacher', or 'teachers.NAME'."""
+    return key if key == 'teacher' else f'teachers.{key}'
+
+
+def check_record_config(cfg, teacher='teacher'):
     """Clear errors (:class:`ConfigError`, naming the key to set) for a config whose
-    teacher cannot be recorded: no Distiller with a teacher, a training sampler other
-    than ReplaySampler, mixing that is not per pair, no data seed."""
+    teacher (source network ``teacher``) cannot be recorded: no Distiller with that
+    teacher, a training sampler other than ReplaySampler, mixing that is not per pair, no
+    data seed."""
     from mmengine.registry import DefaultScope
 
     from kdzoo.models import Distiller
@@ -63,11 +83,13 @@ def check_record_config(cfg):
         raise ConfigError(f'record-teacher records the teacher of a Distiller; model.type is '
                           f'{kind!r}: use a distillation config (model.type=\'Distiller\' '
                           'with model.teacher), e.g. deit_micro_distilled_cifar10')
-    if model.get('teacher') is None:
+    keys = teacher_keys(model)
+    if not keys:
         raise ConfigError('the Distiller has no teacher to record: set model.teacher')
-    if model['teacher'].get('view') is not None:
-        raise ConfigError('model.teacher sees its own view of the samples; a record holds the '
-                          "teacher's outputs on the student's batch: drop the view to record")
+    if teacher not in keys:
+        raise ConfigError(f'there is no teacher {teacher!r} to record; the teachers of this '
+                          f"config are {keys} (--teacher: 'teacher' for model.teacher, a "
+                          'name of model.teachers)')
     loader = cfg.get('train_dataloader') or {}
     sampler = loader.get('sampler') or {}
     if _type_name(sampler) != 'ReplaySampler':
@@ -136,8 +158,10 @@ def describe(kind, k, dtype):
     return f'logits {dtype}'
 
 
-def default_out(config, data_seed):
+def default_out(config, data_seed, teacher='teacher'):
     name = osp.splitext(osp.basename(str(config)))[0]
+    if teacher != 'teacher':
+        name = f'{name}_{teacher}'
     return osp.join('work_dirs', 'records', f'{name}_seed{data_seed}')
 
 
@@ -214,16 +238,17 @@ def _remove_stale_temporaries(path):
                     pass
 
 
-def record_val(model, loader, precision='fp32'):
+def record_val(model, loader, precision='fp32', network='teacher'):
     """{sample index: (image path, rank of the true class)} of this process's share of
-    the validation loader (DefaultSampler, deterministic pipeline)."""
+    the validation loader (DefaultSampler, deterministic pipeline), for the teacher of
+    source network ``network`` (on the student's images, as in validation)."""
     from kdzoo.numerics import autocast_for
     out = {}
     device = next(model.parameters()).device
     with torch.no_grad(), autocast_for(precision, device):
         for data in loader:
             data = model.data_preprocessor(data, training=False)
-            logits = model.teacher_logits(data['inputs'])
+            logits = model.run_teacher(model.teacher_module(network), data['inputs'])
             samples = data['data_samples']
             labels = torch.cat([s.gt_label for s in samples]).to(logits.device)
             ranks = (logits > logits.gather(1, labels[:, None])).sum(1).tolist()
@@ -234,7 +259,7 @@ def record_val(model, loader, precision='fp32'):
 
 def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype='float16',
                    chunk=DEFAULT_CHUNK, cfg_options=None, launcher='none', batch_size=None,
-                   num_workers=None, max_chunks=None, interactive=None):
+                   num_workers=None, max_chunks=None, interactive=None, teacher='teacher'):
     """Record the teacher of ``config`` on every replayed training view of its schedule.
 
     Args:
@@ -251,6 +276,8 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
         max_chunks: stop after this many new chunks in this process (for tests and
             time-limited jobs; run again to continue). The record is then not complete.
         interactive: progress bar (True) or log lines (False); None asks the console.
+        teacher: the teacher to record: 'teacher' (``model.teacher``) or a name of
+            ``model.teachers``; a teacher with a view is recorded on its view.
 
     Prints one line with the record's size before any work. Returns a dict: ``out``,
     ``header`` (the record's), ``written`` (the (epoch, chunk) pairs this process wrote),
@@ -264,6 +291,7 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     from kdzoo.compat import init_distributed
     from kdzoo.datasets.replay import EpochOrder
     from kdzoo.engine import Runner
+    from kdzoo.models.teachers import teacher_input
     from kdzoo.numerics import autocast_for, flush_denormals
     from kdzoo.records import RecordError, TeacherRecord, run_fingerprint
     from kdzoo.records.teacher_record import DTYPES, OUTPUT_KINDS, check_output
@@ -281,7 +309,10 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
         raise ConfigError(f'dtype must be one of {DTYPES}, got {dtype!r}')
     if not isinstance(chunk, int) or chunk < 2 or chunk % 2:
         raise ConfigError(f'chunk must be an even number >= 2 (whole pairs), got {chunk!r}')
-    check_record_config(cfg)
+    check_record_config(cfg, teacher)
+    if cfg.model.get('teacher_outputs') is not None or cfg.model.get('verify_every'):
+        # The teacher is recorded from its network: no record stands in for it here.
+        cfg.model.teacher_outputs, cfg.model.verify_every = None, 0
     schedule = schedule_epochs(cfg)
     if epochs is None:
         if schedule is None:
@@ -311,7 +342,7 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     rank, world = mdist.get_dist_info()
     seed_cfg = loader_cfg.sampler.get('data_seed')
     data_seed = int(seed_cfg if seed_cfg is not None else cfg.randomness.seed)
-    out = out or default_out(name, data_seed)
+    out = out or default_out(name, data_seed, teacher)
     cfg.launcher = launcher
     cfg.work_dir = osp.join(out, 'logs')
     cfg.experiment_name = f'record_teacher_{os.getpid()}_{time.time_ns()}'
@@ -324,7 +355,9 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     if sampler.data_seed != data_seed:
         raise ConfigError(f'the sampler draws with data seed {sampler.data_seed}, the '
                           f'config says {data_seed}')
-    num_classes = int(model.teacher.num_classes())
+    source = teacher_network(teacher)
+    network = model.teacher_module(source)
+    num_classes = int(network.num_classes())
     kind = kind or default_kind(num_classes)
     k = k if kind == 'topk' else None
     try:
@@ -338,7 +371,8 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
         logger.warning(f'recording {epochs} of the schedule\'s {schedule} epochs '
                        f'(train_cfg.max_epochs): a run reading this record stops at epoch '
                        f'{epochs + 1}')
-    fingerprint = run_fingerprint(prepared, dataset, dict(kind=kind, k=k, dtype=dtype))
+    fingerprint = run_fingerprint(prepared, dataset, dict(kind=kind, k=k, dtype=dtype),
+                                  source)
 
     # ----- the record: made by rank 0, opened by the others ------------------------------
     def create():
@@ -364,8 +398,11 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
                                                for c in range(record.num_chunks))
             if i % world == rank]
     work = mine if max_chunks is None else mine[:max_chunks]
-    logger.info(f'rank {rank}/{world}: {len(ours)} chunks of {chunk} positions, '
-                f'{len(ours) - len(mine)} done before, {len(work)} to write now -> {out}')
+    seen = ('its own view ' + repr(network.view_spec) if network.view_spec is not None
+            else "the student's batch")
+    logger.info(f'rank {rank}/{world}: {len(ours)} chunks of {chunk} positions of {source} '
+                f'on {seen}, {len(ours) - len(mine)} done before, {len(work)} to write now '
+                f'-> {out}')
 
     # ----- the chunks ---------------------------------------------------------------------
     orders = {}
@@ -395,7 +432,8 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
                     record._maps.clear()
                     current_epoch = epoch
                 data = model.data_preprocessor(data, training=True)
-                parts.append(model.teacher_logits(data['inputs']).float().cpu())
+                inputs = teacher_input(source, network, data['inputs'], data.get('views'))
+                parts.append(model.run_teacher(network, inputs).float().cpu())
                 if last:
                     logits = torch.cat(parts)
                     parts = []
@@ -415,7 +453,7 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     have_val = osp.isfile(osp.join(out, 'val.json'))
     if val_cfg and not have_val and max_chunks is None:
         val_loader = runner.build_dataloader(val_cfg, seed=runner.seed)
-        mine_val = record_val(model, val_loader, prepared.env_cfg.precision)
+        mine_val = record_val(model, val_loader, prepared.env_cfg.precision, source)
         gathered = mdist.all_gather_object(mine_val) if distributed else [mine_val]
         if rank == 0:
             merged = {}

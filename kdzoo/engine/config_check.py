@@ -332,21 +332,27 @@ def add_teacher_views(cfg):
 
 
 def resolve_record_path(cfg):
-    """``model.teacher_outputs`` with ``{data_seed}`` replaced by the run's data seed (the
-    sampler's ``data_seed``, else ``randomness.seed``), so that one setting serves a sweep
-    over seeds whose records are kept one per data seed."""
+    """``model.teacher_outputs`` (a path, or ``{network: path}``) with ``{data_seed}``
+    replaced by the run's data seed (the sampler's ``data_seed``, else
+    ``randomness.seed``), so that one setting serves a sweep over seeds whose records are
+    kept one per data seed."""
     model = cfg.get('model')
-    path = model.get('teacher_outputs') if isinstance(model, dict) else None
-    if not isinstance(path, str) or '{' not in path:
+    outputs = model.get('teacher_outputs') if isinstance(model, dict) else None
+    paths = dict(outputs) if isinstance(outputs, dict) else {None: outputs}
+    if not any(isinstance(p, str) and '{' in p for p in paths.values()):
         return cfg
     from kdzoo.records.fingerprint import data_seed_of
-    try:
-        resolved = path.format(data_seed=data_seed_of(cfg))
-    except (KeyError, IndexError, ValueError) as error:
-        raise ValueError(f'model.teacher_outputs={path!r}: the only field it may name is '
-                         '{data_seed}') from error
+    resolved = {}
+    for key, path in paths.items():
+        try:
+            resolved[key] = (path.format(data_seed=data_seed_of(cfg)) if isinstance(path, str)
+                             else path)
+        except (KeyError, IndexError, ValueError) as error:
+            where = 'model.teacher_outputs' + ('' if key is None else f'[{key!r}]')
+            raise ValueError(f'{where}={path!r}: the only field it may name is '
+                             '{data_seed}') from error
     cfg = copy.deepcopy(cfg)
-    cfg['model']['teacher_outputs'] = resolved
+    cfg['model']['teacher_outputs'] = resolved if isinstance(outputs, dict) else resolved[None]
     return cfg
 
 

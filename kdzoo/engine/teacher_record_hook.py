@@ -23,8 +23,8 @@ def epochs_needed(runner):
 
 @HOOKS.register_module()
 class TeacherRecordHook(Hook):
-    """Stops a run whose teacher record (``model.teacher_outputs``) does not fit it, before
-    any weight changes.
+    """Stops a run whose teacher records (``model.teacher_outputs``: one, or one per source
+    network) do not fit it, before any weight changes.
 
     The record (:class:`~kdzoo.records.TeacherRecord`) must be complete and unharmed, hold
     every epoch of the schedule, and carry the fingerprint of this run
@@ -38,23 +38,26 @@ class TeacherRecordHook(Hook):
 
     def before_train(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        recorded = getattr(model, 'recorded_teacher', None)
-        if recorded is None:
-            return
-        path = recorded.path
+        for network, recorded in sorted((getattr(model, 'recorded', None) or {}).items()):
+            self.check(runner, network, recorded.path)
+
+    @staticmethod
+    def check(runner, network, path):
         record = TeacherRecord.open(path)
         run = run_fingerprint(runner.cfg, runner.train_dataloader.dataset,
-                              record.fingerprint['output'])
+                              record.fingerprint['output'], network)
         differences = fingerprint_differences(record.fingerprint, run)
+        command = (RECORD_COMMAND if network == 'teacher'
+                   else f'{RECORD_COMMAND} --teacher {network[len("teachers."):]}')
         if differences:
             raise RecordError(
-                f'{path} was recorded for another run; it differs from this one in: '
-                + '; '.join(differences)
-                + f'. Record this run ({RECORD_COMMAND}) or run the config it was made for')
+                f'{path} (the record of {network}) was recorded for another run; it differs '
+                'from this one in: ' + '; '.join(differences)
+                + f'. Record this run ({command}) or run the config it was made for')
         epochs = epochs_needed(runner)
         if record.epochs < epochs:
             raise RecordError(f'{path} holds {record.epochs} epochs, the schedule trains '
                               f'{epochs} (train_cfg.max_epochs); record at least {epochs} '
-                              f'epochs ({RECORD_COMMAND})')
-        runner.logger.info(f'teacher record {path}: fingerprint matches this run, '
-                           f'{record.epochs} epochs for a schedule of {epochs}')
+                              f'epochs ({command})')
+        runner.logger.info(f'teacher record {path} ({network}): fingerprint matches this '
+                           f'run, {record.epochs} epochs for a schedule of {epochs}')

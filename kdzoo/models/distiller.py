@@ -13,12 +13,13 @@ from .classifier import Classifier, has_dist_head
 from .connectors import fill_sizes, missing_sizes
 from .distill_term import (DistillTerm, as_sources, bind_arguments, build_loss,
                            check_term_keys, counterpart, flat_sources)
-from .recorded_teacher import RecordedTeacher
+from .recorded_teacher import recorded_teachers
 from .recorder import FeatureRecorder
 from .sources import check_layer_source, is_teacher
-from .teachers import (TEACHER_CHILDREN, build_teachers, check_class_counts,
-                       check_named_teacher, check_views, comparable, drop_teacher_keys,
-                       network_of, set_ranks, teacher_input)
+from .teachers import (TEACHER_CHILDREN, build_teachers, built_from_record,
+                       check_class_counts, check_named_teacher, check_views, comparable,
+                       drop_teacher_keys, network_of, set_ranks, teacher_configs,
+                       teacher_input)
 
 IDLE_DIST_HEAD = ('labels', None)
 DEIT_TERM = 'distill'
@@ -45,7 +46,8 @@ class Distiller(Classifier):
 
     With ``teacher_outputs`` (an offline teacher) ``teacher.logits`` is read from a record
     of the teacher's outputs on the same replayed batches instead (:mod:`kdzoo.models.
-    recorded_teacher`), and the network is built only if a term reads its layers.
+    recorded_teacher`), and the network is built only if a term reads its layers; a
+    named teacher's logits (``teachers.NAME.logits``) likewise, each from its own record.
 
     Args:
         student: the student's config (see :class:`Classifier`).
@@ -76,7 +78,9 @@ class Distiller(Classifier):
             ``ReplaySampler``); see :mod:`kdzoo.models.recorded_teacher`. The teacher
             network is then built only when a term reads one of its layers or
             ``verify_every > 0``; ``teacher`` stays the config the record was made from
-            (:class:`~kdzoo.engine.TeacherRecordHook` checks that it is).
+            (:class:`~kdzoo.engine.TeacherRecordHook` checks that it is). A dict
+            ``dict(teacher=PATH, NAME=PATH)`` gives records of named teachers too (each
+            made with ``kdzoo record-teacher CONFIG --teacher NAME``).
         verify_every: with ``teacher_outputs``, every N training steps the teacher also
             runs online and the record must agree with it; 0 (default) never.
         criterion, data_preprocessor, compile: as in :class:`Classifier`; ``compile``
@@ -103,8 +107,11 @@ class Distiller(Classifier):
         if teacher_outputs is None and verify_every:
             raise ValueError('verify_every checks a teacher record against the teacher; it '
                              'needs model.teacher_outputs=PATH')
-        self.recorded_teacher = (RecordedTeacher(teacher_outputs, verify_every, teacher)
-                                 if teacher_outputs is not None else None)
+        named = teacher_configs(teachers)
+        #: {source network: RecordedTeacher}: the teachers whose logits come from a record.
+        self.recorded = recorded_teachers(teacher_outputs, verify_every, teacher, named)
+        self.recorded_teacher = self.recorded.get('teacher')
+        self._teacher_names = sorted(named)
         specs = self._term_specs(distill, distill_loss, alpha)
         bindings = {name: self._bind(name, spec) for name, spec in specs.items()}
         self.teacher = None
@@ -114,8 +121,9 @@ class Distiller(Classifier):
             # initialisation or any later random draw of the run.
             with torch.random.fork_rng(devices=[]):
                 self.teacher = MODELS.build(teacher)
-        self.teachers = torch.nn.ModuleDict(build_teachers(teachers))
-        check_views(self._teacher_modules(), self.recorded_teacher is not None)
+        skip = {name for name in named if not self._builds_named(name, bindings)}
+        self.teachers = torch.nn.ModuleDict(build_teachers(named, skip))
+        check_views(self._teacher_modules())
         self._check_sources(bindings)
         self._make_recorders(bindings)
         shapes = self._layer_shapes(specs)
@@ -134,13 +142,11 @@ class Distiller(Classifier):
         self.eval_teacher = bool(eval_teacher)
         self._teacher_ranks = {}  # sample key -> rank of its true class among the teacher's
         self._named_ranks = {name: {} for name in self.teachers}  # the same per named teacher
-        self._teacher_comparable = None
         if any(t.reads('teacher.logits') for t in self.terms.values()):
             self._check_classes()
-        check_class_counts(self.terms, self.teachers, self.num_classes,
-                           input_size(self.student)[-1])
-        if self.recorded_teacher is not None:
-            self.recorded_teacher.check_terms(self.terms)
+        check_class_counts(self.terms, self._class_count, self.num_classes)
+        for recorded in self.recorded.values():
+            recorded.check_terms(self.terms)
         self._register_state_dict_hook(_drop_teacher)
         self._register_load_state_dict_pre_hook(self._keep_own_teacher)
         if self.compile_cfg is not None:
@@ -179,19 +185,29 @@ class Distiller(Classifier):
                              'give the model.teacher the record was made with')
         if teacher is None or recorded is None:
             return teacher is not None
-        layers = sorted({s.text for _, bound in bindings.values() for s in flat_sources(bound)
-                         if s.network == 'teacher' and s.is_layer})
-        if layers or recorded.verify_every:
-            why = (f'terms read its layers {layers}' if layers
-                   else f'verify_every={recorded.verify_every}')
-            MMLogger.get_current_instance().info(
-                f'teacher logits read from {recorded.describe()}; the teacher network is '
-                f'built too: {why}')
+        return built_from_record('teacher', recorded, self._layers_read('teacher', bindings))
+
+    def _builds_named(self, name, bindings):
+        """Whether the named teacher ``name`` is built: always, unless a record gives its
+        logits and no term reads its layers (nor is the record verified)."""
+        network = network_of(name)
+        recorded = self.recorded.get(network)
+        if recorded is None:
             return True
-        MMLogger.get_current_instance().info(
-            f'teacher logits read from {recorded.describe()}; the teacher network is not '
-            'built or loaded (no term reads its layers, verify_every=0)')
-        return False
+        return built_from_record(network, recorded, self._layers_read(network, bindings))
+
+    @staticmethod
+    def _layers_read(network, bindings):
+        return sorted({s.text for _, bound in bindings.values() for s in flat_sources(bound)
+                       if s.network == network and s.is_layer})
+
+    def _class_count(self, network):
+        """The class count of the teacher of source ``network`` (its record's, when it is
+        not built)."""
+        module = self._teacher_modules().get(network)
+        if module is None:
+            return self.recorded[network].num_classes
+        return module.num_classes(size=input_size(self.student)[-1])
 
     def _bind(self, name, spec):
         loss = build_loss(name, spec['loss'])
@@ -204,6 +220,15 @@ class Distiller(Classifier):
         out = {} if self.teacher is None else {'teacher': self.teacher}
         out.update({network_of(name): t for name, t in self.teachers.items()})
         return out
+
+    def teacher_module(self, network):
+        """The built :class:`Teacher` of source network ``network`` ('teacher',
+        'teachers.NAME')."""
+        modules = self._teacher_modules()
+        if network not in modules:
+            raise ValueError(f'no teacher network {network!r} is built; the built teachers '
+                             f'are {sorted(modules)}')
+        return modules[network]
 
     def _networks(self):
         nets = {'student': self.student}
@@ -219,7 +244,7 @@ class Distiller(Classifier):
                 where = f'distillation term {name!r}, input {argument}'
                 if source.network is not None and source.network != 'teacher' and \
                         is_teacher(source.network):
-                    check_named_teacher(source, self.teachers, where)
+                    check_named_teacher(source, self._teacher_names, where)
                 if (source.network == 'teacher' and self.teacher is None
                         and not (source.text == 'teacher.logits'
                                  and self.recorded_teacher is not None)):
@@ -369,19 +394,10 @@ class Distiller(Classifier):
             cls_logits, dist_logits = self.heads(inputs)
         values = {'student.cls_logits': cls_logits, 'student.dist_logits': dist_logits,
                   'student.logits': dist_logits if dist_logits is not None else cls_logits}
-        if self.recorded_teacher is not None:
-            values.update(self._recorded_values(inputs, data_samples, sources,
-                                                layer_keys['teacher']))
-        elif any(s.network == 'teacher' for s in sources):
-            with self.teacher_recorder.recording(layer_keys['teacher']):
-                values['teacher.logits'] = self.teacher_logits(
-                    teacher_input('teacher', self.teacher, inputs, views))
-        for name, teacher in self.teachers.items():  # each named teacher once, if read
-            network = network_of(name)
-            if any(s.network == network for s in sources):
-                with self.teacher_recorders[network].recording(layer_keys[network]):
-                    values[f'{network}.logits'] = self.run_teacher(
-                        teacher, teacher_input(network, teacher, inputs, views))
+        for network in ['teacher'] + [network_of(n) for n in self._teacher_names]:
+            if any(s.network == network for s in sources):  # each teacher once, if read
+                values.update(self._teacher_values(network, inputs, data_samples, sources,
+                                                   layer_keys.get(network, []), views))
         targets = self.targets(data_samples)
         values['targets'] = targets
         if any(s.text == 'labels' for s in sources):
@@ -419,20 +435,28 @@ class Distiller(Classifier):
         self._release_recorded()
         return losses
 
-    def _recorded_values(self, inputs, data_samples, sources, teacher_layers):
-        """``teacher.logits`` from the record; the teacher network runs only for the
-        layers that active terms read, and on the steps that ``verify_every`` checks."""
-        recorded = self.recorded_teacher
-        values, online = {}, None
-        if teacher_layers:
-            with self.teacher_recorder.recording(teacher_layers):
-                online = self.teacher_logits(inputs)
-        if any(s.text == 'teacher.logits' for s in sources):
-            values['teacher.logits'] = recorded.logits(data_samples, inputs.device)
-            if recorded.due():
-                recorded.verify(self.teacher_logits(inputs) if online is None else online,
-                                data_samples)
-        return values
+    def _teacher_values(self, network, inputs, data_samples, sources, layers, views):
+        """``{network}.logits`` of the batch: the teacher run on its input (the student's
+        batch or its own view), or read from its record; with a record, the network runs
+        only for the layers that active terms read (``layers``) and on the steps that
+        ``verify_every`` checks."""
+        teacher = self._teacher_modules().get(network)
+        recorded = self.recorded.get(network)
+
+        def online():
+            return self.run_teacher(teacher, teacher_input(network, teacher, inputs, views))
+
+        logits = None
+        if recorded is None or layers:
+            with self.teacher_recorders[network].recording(layers):
+                logits = online()
+        if recorded is None:
+            return {f'{network}.logits': logits}
+        if not any(s.text == f'{network}.logits' for s in sources):
+            return {}
+        if recorded.due():
+            recorded.verify(online() if logits is None else logits, data_samples)
+        return {f'{network}.logits': recorded.logits(data_samples, inputs.device)}
 
     # ----- evaluation -------------------------------------------------------------------
     def predict(self, inputs, data_samples=None):
@@ -449,36 +473,45 @@ class Distiller(Classifier):
         samples = super().predict(inputs, data_samples)
         if data_samples is None or not all('gt_label' in s for s in samples):
             return samples
-        size = input_size(self.student)[-1]
-        for name, teacher in self.teachers.items():
-            if self.eval_teacher and comparable(teacher, self.num_classes, size):
-                set_ranks(samples, lambda idx, t=teacher: self.run_teacher(t, inputs[idx]),
-                          self._named_ranks[name], f'teacher_rank_{name}')
-        if not self._evaluates_teacher():
-            return samples
-        if self.teacher is None:  # an offline teacher: its recorded ranks
-            ranks = self.recorded_teacher.ranks([s.metainfo.get('img_path') for s in samples])
-            for sample, rank in zip(samples, ranks):
-                sample.set_field(torch.tensor(rank), 'teacher_rank', field_type='data')
-            return samples
-        return set_ranks(samples, lambda idx: self.teacher_logits(inputs[idx]),
-                         self._teacher_ranks, 'teacher_rank')
-
-    def _evaluates_teacher(self):
         if not self.eval_teacher:
-            return False
-        recorded = self.recorded_teacher
-        if self.teacher is None and recorded is not None:
-            if self._teacher_comparable is None:
-                self._teacher_comparable = not recorded.random_init and recorded.has_val_ranks
-                if not recorded.random_init and not recorded.has_val_ranks:
-                    MMLogger.get_current_instance().warning(
-                        f'{recorded.path} has no validation ranks (val.json): the '
-                        "teacher's accuracy is not reported")
-            return self._teacher_comparable
-        if self.teacher is None:
-            return False
-        return comparable(self.teacher, self.num_classes, input_size(self.student)[-1])
+            return samples
+        size = input_size(self.student)[-1]
+        for name in self._teacher_names:
+            network, field = network_of(name), f'teacher_rank_{name}'
+            teacher = self.teachers[name] if name in self.teachers else None
+            if teacher is not None:
+                if comparable(teacher, self.num_classes, size):
+                    set_ranks(samples, lambda idx, t=teacher: self.run_teacher(t, inputs[idx]),
+                              self._named_ranks[name], field)
+            elif self._record_ranks_reported(self.recorded[network]):
+                self._set_recorded_ranks(samples, self.recorded[network], field)
+        if self.teacher is not None:
+            if comparable(self.teacher, self.num_classes, size):
+                set_ranks(samples, lambda idx: self.teacher_logits(inputs[idx]),
+                          self._teacher_ranks, 'teacher_rank')
+        elif (self.recorded_teacher is not None
+              and self._record_ranks_reported(self.recorded_teacher)):
+            self._set_recorded_ranks(samples, self.recorded_teacher, 'teacher_rank')
+        return samples
+
+    @staticmethod
+    def _set_recorded_ranks(samples, recorded, field):
+        """An offline teacher's ranks, from its record's validation ranks."""
+        ranks = recorded.ranks([s.metainfo.get('img_path') for s in samples])
+        for sample, rank in zip(samples, ranks):
+            sample.set_field(torch.tensor(rank), field, field_type='data')
+
+    @staticmethod
+    def _record_ranks_reported(recorded):
+        """Whether a record's teacher accuracy is reported (decided once per record):
+        trained weights and validation ranks in the record (else a warning, once)."""
+        if getattr(recorded, '_reported', None) is None:
+            recorded._reported = not recorded.random_init and recorded.has_val_ranks
+            if not recorded.random_init and not recorded.has_val_ranks:
+                MMLogger.get_current_instance().warning(
+                    f'{recorded.path} has no validation ranks (val.json): the accuracy of '
+                    f'{recorded.network} is not reported')
+        return recorded._reported
 
     def _keep_own_teacher(self, state_dict, prefix, *args):
         # The teachers are not training state: they keep the weights of their own

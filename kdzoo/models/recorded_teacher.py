@@ -7,6 +7,11 @@ were recorded once (``tools/record_teacher.py``) and are read here by (epoch, po
 so no run has to compute them again. The validation and test accuracy of the teacher comes
 from the record's ranks of the true classes (``val.json``), by image path.
 
+``model.teacher_outputs`` is the record of ``model.teacher`` (a path), or a dict of records
+by teacher, ``dict(teacher=PATH, NAME=PATH)``, for the named teachers of ``model.teachers``
+too (:func:`recorded_teachers`). A teacher that sees its own view of the
+samples (``Teacher(view=...)``) is recorded on that view.
+
 That the record belongs to the run (same data, views, teacher and output settings) is
 checked before training by :class:`~kdzoo.engine.TeacherRecordHook`; ``verify_every``
 checks the values themselves against the teacher run online, every N steps.
@@ -39,7 +44,7 @@ class RecordedTeacher:
             accuracy worth reporting, as for the online teacher.
     """
 
-    def __init__(self, path, verify_every=0, teacher_cfg=None):
+    def __init__(self, path, verify_every=0, teacher_cfg=None, network='teacher'):
         if not isinstance(path, str) or not path:
             raise ValueError(f'teacher_outputs must be the path of a teacher record '
                              f'(tools/record_teacher.py CONFIG --out PATH), got {path!r}')
@@ -48,6 +53,8 @@ class RecordedTeacher:
             raise ValueError(f'verify_every must be an integer >= 0 (0: never check the '
                              f'record against the teacher), got {verify_every!r}')
         self.path = path
+        #: The source network whose logits the record holds ('teacher', 'teachers.NAME').
+        self.network = network
         self.record = TeacherRecord.open(path)
         self.verify_every = verify_every
         self.random_init = bool((teacher_cfg or {}).get('random_init', False))
@@ -81,7 +88,7 @@ class RecordedTeacher:
             return
         for name, term in terms.items():
             loss = type(term.loss).__name__
-            if term.reads('teacher.logits') and loss not in ARGMAX_LOSSES:
+            if term.reads(f'{self.network}.logits') and loss not in ARGMAX_LOSSES:
                 raise RecordError(
                     f"{self.path} holds only the teacher's class (kind 'class'), but term "
                     f"{name!r} ({loss}) reads its logits; only {list(ARGMAX_LOSSES)} read the "
@@ -219,6 +226,32 @@ class RecordedTeacher:
                     'model.eval_teacher=False')
             out.append(int(rank))
         return out
+
+
+def recorded_teachers(teacher_outputs, verify_every=0, teacher=None, teachers=None):
+    """{source network: :class:`RecordedTeacher`} of ``model.teacher_outputs``: a path (the
+    record of ``model.teacher``) or ``{key: path}`` with keys ``'teacher'``
+    (``model.teacher``) and the names of ``model.teachers`` (whose configs the records
+    were made from), e.g. ``dict(resnet20=PATH, resnet56=PATH)``."""
+    if teacher_outputs is None:
+        return {}
+    if not isinstance(teacher_outputs, dict):
+        return {'teacher': RecordedTeacher(teacher_outputs, verify_every, teacher)}
+    named = sorted(k for k, v in dict(teachers or {}).items() if v is not None)
+    allowed = ['teacher'] + named
+    out = {}
+    for key, path in teacher_outputs.items():
+        if key not in allowed:
+            raise ValueError(
+                f'model.teacher_outputs names {key!r}; its keys are the teachers whose records '
+                f"it reads: {allowed} ('teacher' for model.teacher, a name of model.teachers "
+                'for a named teacher)')
+        if key == 'teacher':
+            out['teacher'] = RecordedTeacher(path, verify_every, teacher)
+        else:
+            out[f'teachers.{key}'] = RecordedTeacher(path, verify_every, teachers[key],
+                                                     f'teachers.{key}')
+    return out
 
 
 def _tail(path):

@@ -21,25 +21,51 @@ from .sources import NAMED_TEACHERS
 TEACHER_CHILDREN = ('teacher', 'teachers')
 
 
-def build_teachers(teachers):
-    """{name: Teacher} built from ``model.teachers``; each under its own random generator,
-    so that adding a teacher changes no other random draw of the run."""
+def build_teachers(teachers, skip=()):
+    """{name: Teacher} built from ``model.teachers`` (but the names in ``skip``: read from
+    a record alone); each under its own random generator, so that adding a teacher
+    changes no other random draw of the run."""
+    built = {}
+    for name, cfg in teacher_configs(teachers).items():
+        if name in skip:
+            continue
+        with torch.random.fork_rng(devices=[]):
+            built[name] = MODELS.build(cfg)
+    return built
+
+
+def teacher_configs(teachers):
+    """{name: config} of ``model.teachers``, checked (a name set to None is dropped: a
+    child config removes an inherited teacher)."""
     if teachers is None:
         return {}
     if not isinstance(teachers, dict):
         raise ValueError(f'model.teachers must be a dict of NAME=dict(type=\'Teacher\', ...), '
                          f'got {type(teachers).__name__}')
-    built = {}
-    for name, cfg in teachers.items():
-        if not (isinstance(name, str) and name.isidentifier()):
+    for name in teachers:
+        if not (isinstance(name, str) and name.isidentifier()) or name == 'teacher':
             raise ValueError(f'model.teachers: the teacher name {name!r} must be a Python '
-                             f'identifier (it is read as {NAMED_TEACHERS}.<name>.logits and '
-                             'reported as teacher/<name>/top1)')
-        if cfg is None:  # a child config removes an inherited teacher
-            continue
-        with torch.random.fork_rng(devices=[]):
-            built[name] = MODELS.build(cfg)
-    return built
+                             f'identifier other than \'teacher\' (it is read as '
+                             f'{NAMED_TEACHERS}.<name>.logits and reported as '
+                             'teacher/<name>/top1)')
+    return {name: cfg for name, cfg in teachers.items() if cfg is not None}
+
+
+def built_from_record(network, recorded, layers, logger=None):
+    """Whether the teacher network of source ``network`` is built although a record
+    (``recorded``) gives its logits: only when terms read its ``layers`` or the record is
+    verified against it (``verify_every``). Logs the decision."""
+    from mmengine.logging import MMLogger
+    logger = logger or MMLogger.get_current_instance()
+    if layers or recorded.verify_every:
+        why = (f'terms read its layers {layers}' if layers
+               else f'verify_every={recorded.verify_every}')
+        logger.info(f'{network} logits read from {recorded.describe()}; the teacher network '
+                    f'is built too: {why}')
+        return True
+    logger.info(f'{network} logits read from {recorded.describe()}; the teacher network is '
+                'not built or loaded (no term reads its layers, verify_every=0)')
+    return False
 
 
 def network_of(name):
@@ -53,7 +79,8 @@ def name_of(network):
 
 
 def check_named_teacher(source, teachers, where):
-    """Raise a ValueError when ``source`` reads a named teacher that ``teachers`` lacks."""
+    """Raise a ValueError when ``source`` reads a named teacher that ``teachers`` (the
+    names of ``model.teachers``) lacks."""
     name = name_of(source.network)
     if name not in teachers:
         known = ', '.join(sorted(teachers)) or 'none (model.teachers is not set)'
@@ -61,15 +88,15 @@ def check_named_teacher(source, teachers, where):
                          f'{name!r}; the named teachers are: {known}')
 
 
-def check_class_counts(terms, teachers, num_classes, size):
+def check_class_counts(terms, class_count, num_classes):
     """Every teacher whose logits a term reads predicts the student's classes; a term that
-    reads the logits of several teachers is refused when they disagree, naming them."""
+    reads the logits of several teachers is refused when they disagree, naming them.
+    ``class_count(network)``: the class count of a named teacher (network or record)."""
     for name, term in terms.items():
         read = sorted({s.network for s in term.sources
                        if s.network is not None and s.text == f'{s.network}.logits'
                        and s.network.startswith(NAMED_TEACHERS + '.')})
-        counts = {network: teachers[name_of(network)].num_classes(size=size)
-                  for network in read}
+        counts = {network: class_count(network) for network in read}
         if len(set(counts.values())) > 1:
             listed = ', '.join(f'{n} {c}' for n, c in counts.items())
             raise ValueError(f'distillation term {name!r} reads the logits of teachers with '
@@ -81,17 +108,11 @@ def check_class_counts(terms, teachers, num_classes, size):
                                  f'{num_classes}; set num_classes of both to the same value')
 
 
-def check_views(teachers, recorded):
-    """Refuse, at build time, a view that the teacher cannot take or that a teacher record
-    (``recorded``: the default teacher is read from one) cannot hold."""
-    for network, teacher in teachers.items():
-        if getattr(teacher, 'view_spec', None) is None:
-            continue
-        if network == 'teacher' and recorded:
-            raise ValueError("a teacher record holds the teacher on the student's batch; a "
-                             'teacher with a view cannot be read from one (drop '
-                             'model.teacher_outputs or the view)')
-        if teacher.view is not None:
+def check_views(teachers):
+    """Refuse, at build time, a view size that a teacher cannot take. (A teacher read
+    from a record was recorded on its view: :mod:`kdzoo.apis.record_teacher`.)"""
+    for teacher in teachers.values():
+        if getattr(teacher, 'view', None) is not None:
             teacher.check_takes(teacher.view[0])
 
 

@@ -143,11 +143,17 @@ def preprocessor_cfg(cfg):
     return _plain(pre)
 
 
-def teacher_cfg(cfg, name='teacher'):
-    """The teacher's config with its checkpoint replaced by the content hash, and its
-    precision resolved: a teacher without ``bf16`` runs at the run's precision."""
+def teacher_cfg(cfg, network='teacher'):
+    """The config of the teacher of source network ``network`` (``'teacher'``, or
+    ``'teachers.NAME'`` for a teacher of ``model.teachers``) with its checkpoint replaced
+    by the content hash, and its precision resolved: a teacher without ``bf16`` runs at
+    the run's precision. Its ``view`` stays: the record holds the outputs on that view."""
     from kdzoo.models.checkpoint import resolve_checkpoint
-    teacher = _plain((cfg.get('model') or {}).get(name) or {})
+    model = cfg.get('model') or {}
+    if network.startswith('teachers.'):
+        teacher = _plain((model.get('teachers') or {}).get(network[len('teachers.'):]) or {})
+    else:
+        teacher = _plain(model.get(network) or {})
     teacher = {k: v for k, v in teacher.items() if k not in VIEW_NEUTRAL_TEACHER_KEYS}
     if teacher and teacher.get('bf16') is None:
         from kdzoo.numerics import default_precision, run_device
@@ -158,12 +164,26 @@ def teacher_cfg(cfg, name='teacher'):
     return teacher
 
 
-def run_fingerprint(cfg, train_dataset, output):
+def dataset_views(loader_cfg):
+    """The views that the training set makes (``ReplayDataset(views=...)``), or None.
+    All of them decide each view: the pipeline runs at the largest size asked for, and a
+    view with a pipeline of its own seeds every transform of every pipeline
+    (:mod:`kdzoo.datasets.views`)."""
+    dataset = _plain(loader_cfg.get('dataset') or {})
+    if str(dataset.get('type', '')).split('.')[-1] != 'ReplayDataset':
+        return None
+    return dataset.get('views') or None
+
+
+def run_fingerprint(cfg, train_dataset, output, network='teacher'):
     """The fingerprint of a run (its config ``cfg`` and built training dataset) for a
-    record of ``output`` (dict: kind, k, dtype)."""
+    record of ``output`` (dict: kind, k, dtype) of the teacher of source network
+    ``network`` (``'teacher'`` or ``'teachers.NAME'``)."""
     loader = cfg.get('train_dataloader') or {}
     sampler = _plain(loader.get('sampler') or {})
     count, files = data_files(train_dataset)
+    views = dataset_views(loader)
+    extra = {} if views is None else dict(views=views)
     return dict(
         dataset=inner_dataset_cfg(loader),
         sampler=dict(type=str(sampler.get('type', '')).split('.')[-1],
@@ -171,9 +191,10 @@ def run_fingerprint(cfg, train_dataset, output):
         data_seed=data_seed_of(cfg),
         data=dict(count=count, files_sha256=files),
         data_preprocessor=preprocessor_cfg(cfg),
-        teacher=teacher_cfg(cfg),
+        teacher=teacher_cfg(cfg, network),
         output=copy.deepcopy(dict(output)),
         versions=library_versions(),
+        **extra,
     )
 
 
