@@ -140,8 +140,8 @@ class Distiller(Classifier):
                              "the base criterion's weight and must add up to at most 1")
         self._multipliers = {name: 1.0 for name in self.terms}
         self.eval_teacher = bool(eval_teacher)
-        self._teacher_ranks = {}  # sample key -> rank of its true class among the teacher's
-        self._named_ranks = {name: {} for name in self.teachers}  # the same per named teacher
+        #: {teacher network: {sample key: rank of its true class among the teacher's logits}}
+        self._ranks = {network: {} for network in self._teacher_modules()}
         if any(t.reads('teacher.logits') for t in self.terms.values()):
             self._check_classes()
         check_class_counts(self.terms, self._class_count, self.num_classes)
@@ -463,7 +463,9 @@ class Distiller(Classifier):
         """The student's predictions (:meth:`Classifier.predict`) and, in validation and
         test, the rank of each sample's true class among the teacher's logits
         (``teacher_rank``: top-k correct iff rank < k), from which
-        :class:`~kdzoo.evaluation.HeadsAccuracy` reports ``teacher/top<k>``.
+        :class:`~kdzoo.evaluation.HeadsAccuracy` reports ``teacher/top<k>``; the same for
+        each named teacher (``teacher_rank_NAME`` -> ``teacher/NAME/top<k>``). A teacher
+        read from a record (and not built) gives the record's validation ranks.
 
         The teacher is frozen and the evaluation pipeline deterministic, so each sample's
         rank is computed once and kept (keyed by image path and shape): the first
@@ -476,22 +478,17 @@ class Distiller(Classifier):
         if not self.eval_teacher:
             return samples
         size = input_size(self.student)[-1]
-        for name in self._teacher_names:
-            network, field = network_of(name), f'teacher_rank_{name}'
-            teacher = self.teachers[name] if name in self.teachers else None
+        fields = [('teacher', 'teacher_rank')] + [(network_of(n), f'teacher_rank_{n}')
+                                                  for n in self._teacher_names]
+        for network, field in fields:
+            teacher = self._teacher_modules().get(network)
+            recorded = self.recorded.get(network)
             if teacher is not None:
                 if comparable(teacher, self.num_classes, size):
                     set_ranks(samples, lambda idx, t=teacher: self.run_teacher(t, inputs[idx]),
-                              self._named_ranks[name], field)
-            elif self._record_ranks_reported(self.recorded[network]):
-                self._set_recorded_ranks(samples, self.recorded[network], field)
-        if self.teacher is not None:
-            if comparable(self.teacher, self.num_classes, size):
-                set_ranks(samples, lambda idx: self.teacher_logits(inputs[idx]),
-                          self._teacher_ranks, 'teacher_rank')
-        elif (self.recorded_teacher is not None
-              and self._record_ranks_reported(self.recorded_teacher)):
-            self._set_recorded_ranks(samples, self.recorded_teacher, 'teacher_rank')
+                              self._ranks[network], field)
+            elif recorded is not None and self._record_ranks_reported(recorded):
+                self._set_recorded_ranks(samples, recorded, field)
         return samples
 
     @staticmethod
