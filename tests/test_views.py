@@ -87,6 +87,26 @@ def preprocessor():
     return MODELS.build(cfg)
 
 
+def test_the_students_image_is_resized_as_its_test_pipeline_resizes(cifar_tiny):
+    """A view larger than the student: the student's training image is the large image
+    brought to its size by the pipeline's own Resize (interpolation and backend), as its
+    test images are, not by another kernel (24 of 32 px: no kernel coincides with
+    another at that ratio)."""
+    import mmcv
+    from mmcv.transforms import Resize
+    for interpolation in ('bilinear', 'bicubic'):
+        pipeline = low_res_pipeline(24)
+        pipeline[3]['interpolation'] = interpolation
+        ds = dataset(cifar_tiny, pipeline, views=dict(teacher=dict(size=32)))
+        for key in keys(ds, n=3):
+            sample = ds[key]
+            view = sample['views']['teacher'].permute(1, 2, 0).numpy()
+            resized = Resize(scale=24, interpolation=interpolation)(dict(img=view))['img']
+            assert torch.equal(sample['inputs'], torch.from_numpy(resized).permute(2, 0, 1))
+            other = mmcv.imresize(view, (24, 24), interpolation='area')
+            assert not torch.equal(sample['inputs'], torch.from_numpy(other).permute(2, 0, 1))
+
+
 def test_views_mix_with_the_batchs_pairs_lam_and_boxes(viewed):
     with_view, _ = viewed
     samples = [with_view[k] for k in keys(with_view, n=16)]

@@ -10,7 +10,11 @@ ReplayDataset`, which makes every view of a sample from **one** run of the pipel
 1. the pipeline runs once, seeded by the sample's (data seed, epoch, sample id) as without
    views, with its last resizing step (:data:`SIZE_TRANSFORMS`) set to the largest size
    asked for (the student's own included);
-2. the student's image and every view are that image resized (antialiased) to their sizes.
+2. the student's image and every view are that image resized to their sizes, with the
+   resizing step's own method (its interpolation and backend): the student's training
+   images are then made as its test pipeline makes its test images (a 24 px student of a
+   32 px teacher trains on 32 px images brought to 24 px by the same ``Resize`` that
+   brings its test images to 24 px).
 
 A view with a pipeline of its own (``dict(pipeline=[...])``) is the sample through that
 pipeline. With such views every transform of every pipeline draws from a generator seeded
@@ -28,8 +32,8 @@ the views share everything but their size).
 """
 from contextlib import contextmanager
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 #: Transforms that set the output size of a pipeline, and the attribute that holds it.
 SIZE_TRANSFORMS = {'Resize': 'scale', 'RandomResizedCrop': 'scale'}
@@ -99,14 +103,26 @@ def resized_to(pipeline, size):
         setattr(step, attr, saved)
 
 
-def resize_image(img, size):
-    """A (C, H, W) uint8 image resized to ``size`` (antialiased bilinear), uint8; the image
-    itself when it has that size."""
+def resize_image(img, size, interpolation='bilinear', backend='cv2'):
+    """A (C, H, W) uint8 image resized to ``size`` (height, width) by ``mmcv.imresize``
+    with ``interpolation`` and ``backend`` (those of the pipeline's resizing step), uint8;
+    the image itself when it has that size."""
     if tuple(img.shape[-2:]) == tuple(size):
         return img
-    out = F.interpolate(img[None].float(), size=tuple(size), mode='bilinear',
-                        align_corners=False, antialias=True)[0]
-    return out.round_().clamp_(0, 255).to(img.dtype)
+    import mmcv
+    hwc = img.permute(1, 2, 0).numpy()
+    out = mmcv.imresize(hwc, (size[1], size[0]), interpolation=interpolation,
+                        backend=backend)
+    if out.ndim == 2:  # cv2 drops a single channel
+        out = out[..., None]
+    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+
+def step_resize(step):
+    """``resize_image`` with the interpolation and backend of a size transform."""
+    interpolation = getattr(step, 'interpolation', 'bilinear')
+    backend = getattr(step, 'backend', 'cv2')
+    return lambda img, size: resize_image(img, size, interpolation, backend)
 
 
 def largest(sizes):
@@ -118,15 +134,17 @@ def make_views(run, pipeline, views):
     """``(sample, {name: image})``: ``run()`` (the seeded pipeline of one sample) made once
     at the largest size of the student's and the ``views``' ({name: (h, w)}), the
     student's image and the views resized from it."""
-    own = step_size(size_step(pipeline))
+    step = size_step(pipeline)
+    own = step_size(step)
     big = largest([own, *views.values()])
     with resized_to(pipeline, big):
         sample = run()
     img = sample['inputs']
     if not isinstance(img, torch.Tensor):
         raise TypeError('views need PackInputs at the end of the pipeline (a tensor image)')
-    sample['inputs'] = resize_image(img, own)
-    return sample, {name: resize_image(img, size) for name, size in views.items()}
+    resize = step_resize(step)
+    sample['inputs'] = resize(img, own)
+    return sample, {name: resize(img, size) for name, size in views.items()}
 
 
 class SampleKey:
