@@ -61,15 +61,10 @@ def teacher_keys(model):
     return out + [n for n, c in named.items() if c is not None]
 
 
-def teacher_network(key):
-    """The source network of teacher ``key``: 'teacher', or 'teachers.NAME'."""
-    return key if key == 'teacher' else f'teachers.{key}'
-
-
 def check_record_config(cfg, teacher='teacher'):
     """Clear errors (:class:`ConfigError`, naming the key to set) for a config whose
-    teacher (source network ``teacher``) cannot be recorded: no Distiller with that
-    teacher, a training sampler other than ReplaySampler, mixing that is not per pair, no
+    teacher ``teacher`` ('teacher' or a name of ``model.teachers``) cannot be recorded: no
+    Distiller with that teacher, a training sampler other than ReplaySampler, mixing that is not per pair, no
     data seed."""
     from mmengine.registry import DefaultScope
 
@@ -291,7 +286,7 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     from kdzoo.compat import init_distributed
     from kdzoo.datasets.replay import EpochOrder
     from kdzoo.engine import Runner
-    from kdzoo.models.teachers import teacher_input
+    from kdzoo.models.teachers import network_of, teacher_input
     from kdzoo.numerics import autocast_for, flush_denormals
     from kdzoo.records import RecordError, TeacherRecord, run_fingerprint
     from kdzoo.records.teacher_record import DTYPES, OUTPUT_KINDS, check_output
@@ -355,7 +350,7 @@ def record_teacher(config, out=None, epochs=None, kind=None, k=DEFAULT_K, dtype=
     if sampler.data_seed != data_seed:
         raise ConfigError(f'the sampler draws with data seed {sampler.data_seed}, the '
                           f'config says {data_seed}')
-    source = teacher_network(teacher)
+    source = 'teacher' if teacher == 'teacher' else network_of(teacher)
     network = model.teacher_module(source)
     num_classes = int(network.num_classes())
     kind = kind or default_kind(num_classes)

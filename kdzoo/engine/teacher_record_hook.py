@@ -5,6 +5,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
 
+from kdzoo.models.teachers import name_of
 from kdzoo.records import RecordError, TeacherRecord, run_fingerprint
 from kdzoo.records.fingerprint import fingerprint_differences
 from kdzoo.registry import HOOKS
@@ -48,7 +49,7 @@ class TeacherRecordHook(Hook):
                               record.fingerprint['output'], network)
         differences = fingerprint_differences(record.fingerprint, run)
         command = (RECORD_COMMAND if network == 'teacher'
-                   else f'{RECORD_COMMAND} --teacher {network[len("teachers."):]}')
+                   else f'{RECORD_COMMAND} --teacher {name_of(network)}')
         if differences:
             raise RecordError(
                 f'{path} (the record of {network}) was recorded for another run; it differs '

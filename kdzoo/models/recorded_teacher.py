@@ -232,13 +232,13 @@ def recorded_teachers(teacher_outputs, verify_every=0, teacher=None, teachers=No
     """{source network: :class:`RecordedTeacher`} of ``model.teacher_outputs``: a path (the
     record of ``model.teacher``) or ``{key: path}`` with keys ``'teacher'``
     (``model.teacher``) and the names of ``model.teachers`` (whose configs the records
-    were made from), e.g. ``dict(resnet20=PATH, resnet56=PATH)``."""
+    were made from), e.g. ``dict(resnet20=PATH, resnet56=PATH)``. ``teachers``: the
+    checked configs of ``model.teachers`` (:func:`~kdzoo.models.teachers.teacher_configs`)."""
     if teacher_outputs is None:
         return {}
     if not isinstance(teacher_outputs, dict):
         return {'teacher': RecordedTeacher(teacher_outputs, verify_every, teacher)}
-    named = sorted(k for k, v in dict(teachers or {}).items() if v is not None)
-    allowed = ['teacher'] + named
+    allowed = ['teacher'] + sorted(teachers or {})
     out = {}
     for key, path in teacher_outputs.items():
         if key not in allowed:
