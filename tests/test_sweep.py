@@ -3,6 +3,7 @@ table, CSV and validation curves; the quickstart's argument handling."""
 import csv
 import glob
 import json
+import os
 import os.path as osp
 import shutil
 
@@ -166,6 +167,27 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_configs, tmp_path):
     assert len(log_folders(run_dir)) == 2
     # Epoch 1 was validated before the interruption, epoch 2 after the resume.
     assert list(read_curve(run_dir, 'joint/top1')) == [1, 2]
+
+
+def test_an_interrupted_sweep_keeps_the_summary_of_its_finished_runs(tiny_configs, tmp_path,
+                                                                     monkeypatch):
+    work_dir = str(tmp_path / 'sweep')
+    started = []
+
+    def first_finishes_second_breaks(cfg):
+        started.append(cfg.work_dir)
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        if len(started) == 2:
+            raise RuntimeError('interrupted in the second run')
+        return {'joint/top1': 41.0}, None
+    monkeypatch.setattr(sweep_module, 'train_and_test', first_finishes_second_breaks)
+    with pytest.raises(RuntimeError, match='second run'):
+        run_sweep([tiny_configs[0]], [0, 1], work_dir, OPTIONS, log=lambda s: None)
+    with open(osp.join(work_dir, 'results.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [(r['config'], r['seeds'], r['joint/top1 per seed']) for r in rows] == [
+        ('tiny_a', '0', '41.0')]
+    assert '41.00' in (tmp_path / 'sweep' / 'results.md').read_text()
 
 
 def markers_one(run_dir):

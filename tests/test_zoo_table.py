@@ -91,13 +91,19 @@ def test_results_of_a_sweep_fill_the_table(tmp_path):
     assert load_metafile(str(tmp_path / 'metafile.yml'), REPO)['Models']
 
 
-def test_the_tool_fills_the_metafile_from_a_sweep_folder(tmp_path, monkeypatch):
+def test_the_tool_fills_the_metafile_from_a_sweep_folder(tmp_path, monkeypatch, capsys):
     zoo = load_tool('model_zoo')
     sweep_csv(tmp_path / 'results.csv', [('dist_resnet8_cifar10', 0, 30.0, 5.0),
                                           ('dist_resnet8_cifar10', 1, 31.0, 5.0)])
     written = {}
     monkeypatch.setattr(zoo, 'write_text_atomic', lambda p, t: written.__setitem__(p, t))
+    # Two seeds are fewer than the table's three: left as it was, and said so.
     assert zoo.main(['--from-sweep', str(tmp_path)]) == 0
+    meta = yaml.safe_load(written[META])
+    dist = next(m for m in meta['Models'] if m['Name'] == 'zoo_dist_resnet8')
+    assert 'Results' not in dist or dist['Results'][0]['Metrics'][KDZOO_TOP1] != 30.5
+    assert 'dist_resnet8_cifar10 (2)' in capsys.readouterr().out
+    assert zoo.main(['--from-sweep', str(tmp_path), '--min-seeds', '2']) == 0
     meta = yaml.safe_load(written[META])
     dist = next(m for m in meta['Models'] if m['Name'] == 'zoo_dist_resnet8')
     assert dist['Results'][0]['Metrics'][KDZOO_TOP1] == 30.5

@@ -106,7 +106,12 @@ def main(argv=None):
     parser.add_argument('--from-sweep', nargs='+', metavar='SWEEP_DIR', default=[],
                         help="write these sweeps' results (their results.csv) into "
                              'configs/zoo/metafile.yml, then render the tables')
+    parser.add_argument('--min-seeds', type=int, default=3, metavar='N',
+                        help='with --from-sweep, write only configs with at least N finished '
+                             'seeds (default 3: the table gives mean +- std over 3 seeds)')
     args = parser.parse_args(argv)
+    if args.min_seeds < 1:
+        parser.error(f'--min-seeds must be at least 1, got {args.min_seeds}')
     stale = []
     for family in families():
         meta_path = osp.join(family, 'metafile.yml')
@@ -118,8 +123,14 @@ def main(argv=None):
                 if not osp.isfile(results):
                     raise SystemExit(f'--from-sweep {folder}: no results.csv there (a sweep '
                                      'writes it when a run ends)')
-                names = update_from_sweep(meta, read_sweep(results))
+                swept = read_sweep(results)
+                names = update_from_sweep(meta, swept, min_seeds=args.min_seeds)
                 print(f'{folder}: results of {len(names)} zoo configs: {", ".join(names)}')
+                short = [f"{c} ({len(r['seeds'])})" for c, r in swept.items()
+                         if len(r['seeds']) < args.min_seeds]
+                if short:
+                    print(f'{folder}: left out, fewer than {args.min_seeds} seeds so far: '
+                          + ', '.join(short))
             write_text_atomic(meta_path, yaml.safe_dump(meta, sort_keys=False,
                                                        allow_unicode=True, width=100))
         if args.update_stats:

@@ -5,7 +5,8 @@ Each run trains through :class:`kdzoo.engine.Runner` (as ``tools/train.py`` does
 the marker ``result.json`` there (atomically) with its test metrics and wall-clock time.
 A second invocation skips every run with a marker and resumes an interrupted one from its
 latest checkpoint. The summary (``results.md``, ``results.csv``, ``curves.png``) comes
-from :mod:`kdzoo.apis.sweep_report`.
+from :mod:`kdzoo.apis.sweep_report`; it is rewritten after every finished run, so a sweep
+that is interrupted (or spread over several sittings) has the summary of what finished.
 
     from kdzoo.apis import run_sweep
     run_sweep(['deit_micro_cifar10', 'deit_micro_distilled_cifar10'], seeds=[0, 1],
@@ -117,8 +118,9 @@ def train_and_test(cfg):
 
 def run_sweep(configs, seeds, work_dir, cfg_options=None, metric='joint/top1', log=None,
               allow_unread=False):
-    """Train every config with every seed, one run after another, then write
-    ``WORK_DIR/results.md``, ``results.csv`` and ``curves.png``.
+    """Train every config with every seed, one run after another, writing
+    ``WORK_DIR/results.md``, ``results.csv`` and ``curves.png`` after every finished run
+    (they hold the runs finished so far, in the sweep's order).
 
     Args:
         configs: config paths or shipped config names.
@@ -171,6 +173,8 @@ def run_sweep(configs, seeds, work_dir, cfg_options=None, metric='joint/top1', l
         log(f'{where}: finished in {record["wall_s"]:.0f} s, {metric} = {_fmt(metrics[metric])}'
             + (f' (resumed from {osp.basename(resumed)})' if resumed else ''))
         records.append(record)
+        if i < len(runs):  # the summary so far; the last one is written below
+            write_report(records, work_dir, metric, log=lambda line: None)
     return write_report(records, work_dir, metric, log=log)
 
 
