@@ -64,8 +64,8 @@ def teacher_keys(model):
 def check_record_config(cfg, teacher='teacher'):
     """Clear errors (:class:`ConfigError`, naming the key to set) for a config whose
     teacher ``teacher`` ('teacher' or a name of ``model.teachers``) cannot be recorded: no
-    Distiller with that teacher, a training sampler other than ReplaySampler, mixing that is not per pair, no
-    data seed."""
+    Distiller with that teacher, a training sampler other than ReplaySampler, mixing that
+    is not per pair, no data seed."""
     from mmengine.registry import DefaultScope
 
     from kdzoo.models import Distiller
